@@ -1,0 +1,204 @@
+using Dispatcher.Persistence.Model;
+using Npgsql;
+
+namespace Dispatcher.Persistence.Dispatches;
+
+/// <summary>
+/// The hot-path writes, as plain SQL through Npgsql: each call is one statement for a whole batch of
+/// requests (arrays unnested server-side), so concurrent requests share one round trip and one commit.
+/// </summary>
+public sealed class DispatchStore(DispatcherDataSources dataSources)
+{
+    // A new RequestId is inserted InProgress. An existing row is taken over only when it is not terminal and
+    // (a) the message presented owns it: a redelivery after a crash, or the scheduled retry/replay message; or
+    // (b) it is InProgress and its owner's lease expired, or the caller asks to take over (a redelivered message
+    //     without a MessageId: NULL).
+    // Terminal rows and rows owned by another live message are duplicates: they return no row.
+    private const string ClaimSql = """
+        INSERT INTO dispatches AS d (request_id, destination, state, attempts, cycle, request, message_id,
+                                     lease_token, lease_until, trace_parent, created_at, updated_at)
+        SELECT t.request_id, t.destination, 'InProgress', 0, 0, t.request::jsonb, t.message_id,
+               t.lease_token, t.lease_until, t.trace_parent, @now, @now
+        FROM unnest(@request_ids, @destinations, @requests, @message_ids, @lease_tokens, @lease_untils, @trace_parents)
+             AS t(request_id, destination, request, message_id, lease_token, lease_until, trace_parent)
+        ON CONFLICT (request_id) DO UPDATE
+        SET state = 'InProgress',
+            message_id = COALESCE(EXCLUDED.message_id, d.message_id),
+            lease_token = EXCLUDED.lease_token,
+            lease_until = EXCLUDED.lease_until,
+            updated_at = EXCLUDED.updated_at
+        WHERE (d.state IN ('InProgress', 'Scheduled') AND d.message_id = EXCLUDED.message_id)
+           OR (d.state = 'InProgress' AND (EXCLUDED.message_id IS NULL OR d.lease_until < EXCLUDED.updated_at))
+        RETURNING d.request_id, d.attempts, d.cycle, d.first_attempt_at, d.created_at
+        """;
+
+    // One statement: the state change (fenced by the lease token, so a worker that lost its lease cannot
+    // overwrite the new owner), the attempt history (always: the call happened) and the outbox rows (only for
+    // rows actually updated), atomically. The outbox trigger NOTIFYs the relays on commit.
+    private const string CompleteSql = """
+        WITH u AS (
+            SELECT * FROM unnest(@request_ids, @lease_tokens, @states, @reasons, @attempt_deltas, @status_codes,
+                                 @errors, @response_headers, @response_bodies, @first_attempt_ats, @completed_ats,
+                                 @next_attempt_ats, @next_message_ids)
+            AS t(request_id, lease_token, state, reason, attempt_delta, status_code, error, response_headers,
+                 response_body, first_attempt_at, completed_at, next_attempt_at, next_message_id)
+        ), upd AS (
+            UPDATE dispatches d
+            SET state = u.state,
+                reason = u.reason,
+                attempts = d.attempts + u.attempt_delta,
+                status_code = CASE WHEN u.attempt_delta > 0 THEN u.status_code ELSE d.status_code END,
+                response_headers = CASE WHEN u.attempt_delta > 0 THEN u.response_headers::jsonb ELSE d.response_headers END,
+                response_body = CASE WHEN u.attempt_delta > 0 THEN u.response_body ELSE d.response_body END,
+                last_error = CASE WHEN u.attempt_delta > 0 OR u.error IS NOT NULL THEN u.error ELSE d.last_error END,
+                first_attempt_at = COALESCE(d.first_attempt_at, u.first_attempt_at),
+                completed_at = u.completed_at,
+                next_attempt_at = u.next_attempt_at,
+                message_id = COALESCE(u.next_message_id, d.message_id),
+                lease_token = NULL,
+                lease_until = NULL,
+                updated_at = @now
+            FROM u
+            WHERE d.request_id = u.request_id AND d.lease_token = u.lease_token
+            RETURNING d.request_id
+        ), att AS (
+            INSERT INTO dispatch_attempts (request_id, cycle, number, started_at, duration_ms, result, status_code, error)
+            SELECT * FROM unnest(@a_request_ids, @a_cycles, @a_numbers, @a_started_ats, @a_durations, @a_results,
+                                 @a_status_codes, @a_errors)
+        ), ob AS (
+            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
+            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
+            FROM unnest(@o_request_ids, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores)
+                 AS o(request_id, message_id, kind, payload, trace_parent, not_before)
+            JOIN upd ON upd.request_id = o.request_id
+        )
+        SELECT request_id FROM upd
+        """;
+
+    // A request that is dead on arrival. ON CONFLICT DO NOTHING: a redelivery, or a request that reuses the
+    // RequestId of an existing dispatch, changes nothing and publishes nothing.
+    private const string RejectSql = """
+        WITH ins AS (
+            INSERT INTO dispatches (request_id, destination, state, reason, attempts, cycle, request, message_id,
+                                    last_error, trace_parent, created_at, updated_at, completed_at)
+            VALUES (@request_id, @destination, 'DeadLettered', @reason, 0, 0, @request::jsonb, @message_id,
+                    @error, @trace_parent, @now, @now, @now)
+            ON CONFLICT (request_id) DO NOTHING
+            RETURNING request_id
+        )
+        INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
+        SELECT @event_id, @event_kind, @event_payload::jsonb, @trace_parent, @now, @now, 0 FROM ins
+        """;
+
+    /// <summary>Claims a batch of distinct RequestIds; the results are in the order of <paramref name="commands"/>.</summary>
+    public async Task<ClaimResult[]> ClaimAsync(IReadOnlyList<ClaimCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Relaxed.CreateCommand(ClaimSql);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        cmd.AddArray("request_ids", commands, c => c.RequestId);
+        cmd.AddArray("destinations", commands, c => c.Destination);
+        cmd.AddArray("requests", commands, c => c.RequestJson);
+        cmd.AddArray("message_ids", commands, c => c.MessageId);
+        cmd.AddArray("lease_tokens", commands, c => c.LeaseToken);
+        cmd.AddArray("lease_untils", commands, c => c.LeaseUntil);
+        cmd.AddArray("trace_parents", commands, c => c.TraceParent);
+
+        var claimed = new Dictionary<Guid, ClaimResult>(commands.Count);
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                claimed[reader.GetGuid(0)] = new ClaimResult(
+                    true,
+                    reader.GetInt32(1),
+                    reader.GetInt32(2),
+                    reader.IsDBNull(3) ? null : reader.GetFieldValue<DateTimeOffset>(3),
+                    reader.GetFieldValue<DateTimeOffset>(4));
+            }
+        }
+
+        var results = new ClaimResult[commands.Count];
+        for (var i = 0; i < commands.Count; i++)
+            results[i] = claimed.TryGetValue(commands[i].RequestId, out var r) ? r : default;
+        return results;
+    }
+
+    /// <summary>Commits a batch of completions; returns, per command, whether it still owned its row.</summary>
+    public async Task<bool[]> CompleteAsync(IReadOnlyList<CompletionCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var attempts = commands.Where(c => c.Attempt is not null).ToList();
+        var outbox = commands.Where(c => c.Outbox is not null).ToList();
+
+        await using var cmd = dataSources.Durable.CreateCommand(CompleteSql);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        cmd.AddArray("request_ids", commands, c => c.RequestId);
+        cmd.AddArray("lease_tokens", commands, c => c.LeaseToken);
+        cmd.AddArray("states", commands, c => StateName(c.State));
+        cmd.AddArray("reasons", commands, c => c.Reason);
+        cmd.AddArray("attempt_deltas", commands, c => c.Attempt is null ? 0 : 1);
+        cmd.AddArray("status_codes", commands, c => c.StatusCode);
+        cmd.AddArray("errors", commands, c => c.LastError);
+        cmd.AddArray("response_headers", commands, c => c.ResponseHeadersJson);
+        cmd.AddArray("response_bodies", commands, c => c.ResponseBody);
+        cmd.AddArray("first_attempt_ats", commands, c => c.FirstAttemptAt);
+        cmd.AddArray("completed_ats", commands, c => c.CompletedAt);
+        cmd.AddArray("next_attempt_ats", commands, c => c.NextAttemptAt);
+        cmd.AddArray("next_message_ids", commands, c => c.State == DispatchState.Scheduled ? c.Outbox?.MessageId : null);
+
+        cmd.AddArray("a_request_ids", attempts, c => c.RequestId);
+        cmd.AddArray("a_cycles", attempts, c => c.Cycle);
+        cmd.AddArray("a_numbers", attempts, c => c.Attempt!.Number);
+        cmd.AddArray("a_started_ats", attempts, c => c.Attempt!.StartedAt);
+        cmd.AddArray("a_durations", attempts, c => c.Attempt!.DurationMs);
+        cmd.AddArray("a_results", attempts, c => c.Attempt!.Result);
+        cmd.AddArray("a_status_codes", attempts, c => c.Attempt!.StatusCode);
+        cmd.AddArray("a_errors", attempts, c => c.Attempt!.Error);
+
+        cmd.AddArray("o_request_ids", outbox, c => c.RequestId);
+        cmd.AddArray("o_message_ids", outbox, c => c.Outbox!.MessageId);
+        cmd.AddArray("o_kinds", outbox, c => c.Outbox!.Kind);
+        cmd.AddArray("o_payloads", outbox, c => c.Outbox!.Payload);
+        cmd.AddArray("o_trace_parents", outbox, c => c.Outbox!.TraceParent);
+        cmd.AddArray("o_not_befores", outbox, c => c.Outbox!.NotBefore);
+
+        var applied = new HashSet<Guid>();
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                applied.Add(reader.GetGuid(0));
+        }
+
+        var results = new bool[commands.Count];
+        for (var i = 0; i < commands.Count; i++)
+            results[i] = applied.Contains(commands[i].RequestId);
+        return results;
+    }
+
+    /// <summary>Records a dead-on-arrival request; false when the RequestId already existed (nothing changed).</summary>
+    public async Task<bool> RejectAsync(RejectCommand command, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Durable.CreateCommand(RejectSql);
+        var p = cmd.Parameters;
+        p.Add(new NpgsqlParameter<Guid>("request_id", command.RequestId));
+        p.Add(new NpgsqlParameter<string>("destination", command.Destination));
+        p.Add(new NpgsqlParameter<string>("reason", command.Reason));
+        p.Add(new NpgsqlParameter<string>("error", command.Error));
+        p.Add(new NpgsqlParameter<string>("request", command.RequestJson));
+        p.Add(new NpgsqlParameter("message_id", (object?)command.MessageId ?? DBNull.Value) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Uuid });
+        p.Add(new NpgsqlParameter("trace_parent", (object?)command.TraceParent ?? DBNull.Value) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        p.Add(new NpgsqlParameter<DateTimeOffset>("now", command.Now));
+        p.Add(new NpgsqlParameter<Guid>("event_id", command.Event.MessageId));
+        p.Add(new NpgsqlParameter<string>("event_kind", command.Event.Kind));
+        p.Add(new NpgsqlParameter<string>("event_payload", command.Event.Payload));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
+    }
+
+    private static string StateName(DispatchState state) => state switch
+    {
+        DispatchState.InProgress => nameof(DispatchState.InProgress),
+        DispatchState.Scheduled => nameof(DispatchState.Scheduled),
+        DispatchState.Succeeded => nameof(DispatchState.Succeeded),
+        DispatchState.DeadLettered => nameof(DispatchState.DeadLettered),
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, null),
+    };
+}

@@ -1,0 +1,85 @@
+using Npgsql;
+
+namespace Dispatcher.Persistence.Outbox;
+
+/// <summary>A due outbox row, claimed for publishing.</summary>
+public sealed record PendingOutboxMessage(long Id, Guid MessageId, string Kind, string Payload, string? TraceParent, int PublishAttempts);
+
+/// <summary>
+/// Reads and settles the outbox for the relays. Several relays (one per worker) share the table: each claims
+/// a batch of due rows with <c>FOR UPDATE SKIP LOCKED</c> inside a transaction that stays open while it
+/// publishes, so no two relays publish the same row at once, and a relay that dies releases its rows.
+/// </summary>
+public sealed class OutboxStore(DispatcherDataSources dataSources)
+{
+    public const string NotifyChannel = "dispatcher_outbox";
+
+    private const string ClaimSql = """
+        SELECT id, message_id, kind, payload::text, trace_parent, publish_attempts
+        FROM outbox
+        WHERE published_at IS NULL AND not_before <= @now
+        ORDER BY not_before
+        LIMIT @limit
+        FOR UPDATE SKIP LOCKED
+        """;
+
+    /// <summary>Opens a transaction holding up to <paramref name="limit"/> due rows.</summary>
+    public async Task<OutboxBatch> ClaimDueAsync(int limit, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var connection = await dataSources.Durable.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            var rows = new List<PendingOutboxMessage>();
+            await using (var cmd = new NpgsqlCommand(ClaimSql, connection, transaction))
+            {
+                cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+                cmd.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
+                await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    rows.Add(new PendingOutboxMessage(
+                        reader.GetInt64(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3),
+                        reader.IsDBNull(4) ? null : reader.GetString(4), reader.GetInt32(5)));
+                }
+            }
+            return new OutboxBatch(connection, transaction, rows);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>When the earliest pending row falls due (null: nothing pending).</summary>
+    public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Durable.CreateCommand("SELECT min(not_before) FROM outbox WHERE published_at IS NULL");
+        var value = await cmd.ExecuteScalarAsync(cancellationToken);
+        return value is DateTime dt ? new DateTimeOffset(DateTime.SpecifyKind(dt, DateTimeKind.Utc)) : null;
+    }
+
+    /// <summary>Rows not yet published, and how many of them are due now.</summary>
+    public async Task<(long Pending, long Due)> CountPendingAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Durable.CreateCommand(
+            "SELECT count(*), count(*) FILTER (WHERE not_before <= @now) FROM outbox WHERE published_at IS NULL");
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    /// <summary>Deletes published rows older than <paramref name="cutoff"/>, a bounded batch at a time.</summary>
+    public async Task<int> PruneAsync(DateTimeOffset cutoff, int batchSize, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Durable.CreateCommand("""
+            DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox WHERE published_at < @cutoff LIMIT @limit FOR UPDATE SKIP LOCKED)
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", cutoff));
+        cmd.Parameters.Add(new NpgsqlParameter<int>("limit", batchSize));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

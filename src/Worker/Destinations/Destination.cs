@@ -1,0 +1,47 @@
+using System.Net;
+using Dispatcher.Worker.Configuration;
+
+namespace Dispatcher.Worker.Destinations;
+
+/// <summary>
+/// A configured destination as the worker uses it: its validated options and its own pooled HTTP client.
+/// Replaced as a whole when its configuration changes.
+/// </summary>
+internal sealed class Destination : IDisposable
+{
+    private readonly SocketsHttpHandler _handler;
+
+    public Destination(string name, DestinationOptions options)
+    {
+        Name = name;
+        Options = options;
+        BaseUrl = options.BaseUrl!;
+        _handler = new SocketsHttpHandler
+        {
+            PooledConnectionLifetime = DispatcherDefaults.PooledConnectionLifetime,
+            PooledConnectionIdleTimeout = DispatcherDefaults.PooledConnectionIdleTimeout,
+            MaxConnectionsPerServer = options.MaxConcurrency,
+            ConnectTimeout = options.AttemptTimeout,
+            // A redirect could lead to another host: a 3xx is an answer, not an instruction.
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            UseProxy = false,
+            AutomaticDecompression = DecompressionMethods.All,
+        };
+        Client = new HttpClient(_handler, disposeHandler: false) { Timeout = Timeout.InfiniteTimeSpan };
+    }
+
+    public string Name { get; }
+
+    public DestinationOptions Options { get; }
+
+    public Uri BaseUrl { get; }
+
+    public HttpClient Client { get; }
+
+    public void Dispose()
+    {
+        Client.Dispose();
+        _handler.Dispose();
+    }
+}

@@ -1,0 +1,98 @@
+using System.Collections.Frozen;
+using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Observability;
+using Microsoft.Extensions.Primitives;
+
+namespace Dispatcher.Worker.Destinations;
+
+/// <summary>
+/// The destinations in force. Follows configuration changes (the <c>--config</c> file is watched): a valid
+/// change replaces the destinations; an invalid one is refused with a logged error naming the key, and the
+/// previous policy stays. Reloads are read from <see cref="IConfiguration"/> directly rather than through
+/// IOptionsMonitor, so a bad value on reload can never throw inside the change callback.
+/// </summary>
+internal sealed class DestinationRegistry : IDisposable
+{
+    private readonly IConfiguration _configuration;
+    private readonly ILogger<DestinationRegistry> _logger;
+    private readonly TimeProvider _time;
+    private readonly IDisposable _subscription;
+    private volatile Snapshot _current;
+
+    public DestinationRegistry(IConfiguration configuration, TimeProvider time, ILogger<DestinationRegistry> logger)
+    {
+        _configuration = configuration;
+        _logger = logger;
+        _time = time;
+        var initial = Bind(configuration, out var errors);
+        if (errors.Count > 0)
+            throw new InvalidOperationException("Invalid configuration: " + string.Join(" ", errors));
+        _current = new Snapshot(initial!, Build(initial!));
+        _subscription = ChangeToken.OnChange(configuration.GetReloadToken, Reload);
+    }
+
+    /// <summary>The options in force (the last valid ones).</summary>
+    public DispatcherOptions Options => _current.Options;
+
+    public IEnumerable<Destination> All => _current.Destinations.Values;
+
+    public bool TryGet(string? name, out Destination destination)
+    {
+        destination = null!;
+        return name is not null && _current.Destinations.TryGetValue(name, out destination!);
+    }
+
+    /// <summary>Binds and validates the <c>Dispatcher</c> section; errors name their keys.</summary>
+    public static DispatcherOptions? Bind(IConfiguration configuration, out List<string> errors)
+    {
+        DispatcherOptions options;
+        try
+        {
+            options = configuration.GetSection(DispatcherOptions.SectionName).Get<DispatcherOptions>() ?? new DispatcherOptions();
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The binder's message names the key and the value it could not convert.
+            errors = [ex.Message];
+            return null;
+        }
+        errors = DispatcherOptionsValidator.Collect(options);
+        return errors.Count == 0 ? options : null;
+    }
+
+    private void Reload()
+    {
+        var updated = Bind(_configuration, out var errors);
+        if (updated is null)
+        {
+            Log.ConfigurationRejected(_logger, string.Join(" ", errors));
+            return;
+        }
+        var previous = _current;
+        _current = new Snapshot(updated, Build(updated));
+        Log.ConfigurationApplied(_logger, updated.Destinations.Count);
+
+        // In-flight calls may still hold a replaced client: dispose of it once they must have ended.
+        var grace = previous.Destinations.Values.Select(d => d.Options.AttemptTimeout).DefaultIfEmpty().Max() + TimeSpan.FromSeconds(5);
+        _ = DisposeLaterAsync(previous.Destinations.Values, grace);
+    }
+
+    private async Task DisposeLaterAsync(IEnumerable<Destination> replaced, TimeSpan grace)
+    {
+        await Task.Delay(grace, _time);
+        foreach (var d in replaced)
+            d.Dispose();
+    }
+
+    private static FrozenDictionary<string, Destination> Build(DispatcherOptions options) =>
+        options.Destinations.ToFrozenDictionary(kv => kv.Key, kv => new Destination(kv.Key, kv.Value), StringComparer.OrdinalIgnoreCase);
+
+    public void Dispose()
+    {
+        _subscription.Dispose();
+        foreach (var d in _current.Destinations.Values)
+            d.Dispose();
+    }
+
+    private sealed record Snapshot(DispatcherOptions Options, FrozenDictionary<string, Destination> Destinations);
+}

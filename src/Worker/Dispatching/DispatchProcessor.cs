@@ -1,0 +1,196 @@
+using Dispatcher.Contracts;
+using Dispatcher.Persistence.Dispatches;
+using Dispatcher.Persistence.Model;
+using Dispatcher.Worker.Destinations;
+using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Resilience;
+
+namespace Dispatcher.Worker.Dispatching;
+
+/// <summary>
+/// One request, from receipt to its next durable state: validate, claim, call, decide, commit. The caller
+/// acknowledges the message only when this returns, that is after the new state has committed.
+/// </summary>
+internal sealed class DispatchProcessor(
+    DestinationRegistry destinations,
+    DownstreamCaller caller,
+    DispatchWriter writer,
+    DurableRetry durably,
+    TimeProvider time,
+    ILogger<DispatchProcessor> logger)
+{
+    public async Task ProcessAsync(IncomingDispatch incoming, CancellationToken cancellationToken)
+    {
+        var request = incoming.Request;
+        var options = destinations.Options;
+        var requestJson = DispatcherJson.Serialize(request);
+
+        if (request.RequestId == Guid.Empty)
+        {
+            // Keyed by the MessageId so that a redelivery of the same message records nothing new.
+            var key = incoming.MessageId ?? Guid.NewGuid();
+            await RejectAsync(incoming, key, DeadLetterReason.InvalidRequest, "RequestId is required.", requestJson, cancellationToken);
+            return;
+        }
+        if (string.IsNullOrWhiteSpace(request.Destination))
+        {
+            await RejectAsync(incoming, request.RequestId, DeadLetterReason.InvalidRequest, "Destination is required.", requestJson, cancellationToken);
+            return;
+        }
+        if (!destinations.TryGet(request.Destination, out var destination))
+        {
+            await RejectAsync(incoming, request.RequestId, DeadLetterReason.UnknownDestination,
+                $"Destination '{RequestPreparer.Printable(request.Destination)}' is not configured.", requestJson, cancellationToken);
+            return;
+        }
+        var prepared = RequestPreparer.Prepare(request, destination, options.Limits, out var invalid);
+        if (prepared is null)
+        {
+            await RejectAsync(incoming, request.RequestId, DeadLetterReason.InvalidRequest, invalid!, requestJson, cancellationToken);
+            return;
+        }
+
+        var leaseToken = Guid.NewGuid();
+        var now = time.GetUtcNow();
+        var claim = await durably.RunAsync(() => writer.ClaimAsync(new ClaimCommand(
+            request.RequestId,
+            destination.Name,
+            requestJson,
+            incoming.MessageId ?? (incoming.Redelivered ? null : Guid.NewGuid()),
+            leaseToken,
+            now + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
+            incoming.TraceParent)), cancellationToken);
+        if (!claim.Claimed)
+        {
+            DispatcherMetrics.Duplicates.WithLabels(destination.Name).Inc();
+            Log.Duplicate(logger, request.RequestId);
+            return;
+        }
+
+        var attempt = new DispatchAttemptContext(request, destination, claim, leaseToken, incoming.TraceParent);
+        if (request.Deadline is { } deadline && time.GetUtcNow() >= deadline)
+        {
+            await CompleteAsync(attempt, outcome: null, DeadLetterReason.DeadlineExceeded,
+                $"Deadline {deadline:O} passed before attempt {claim.Attempts + 1} could start.", cancellationToken);
+            return;
+        }
+
+        var outcome = await CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, cancellationToken);
+        await DecideAsync(attempt, outcome, cancellationToken);
+    }
+
+    private async Task<AttemptOutcome> CallAsync(
+        Destination destination, PreparedRequest prepared, DispatchAttemptContext attempt, int maxStoredBytes, CancellationToken cancellationToken)
+    {
+        var inFlight = DispatcherMetrics.InFlight.WithLabels(destination.Name);
+        inFlight.Inc();
+        try
+        {
+            var outcome = await caller.CallAsync(destination, prepared, attempt.Request.RequestId, maxStoredBytes, cancellationToken);
+            DispatcherMetrics.Attempts.WithLabels(destination.Name, outcome.Result.ToString()).Inc();
+            DispatcherMetrics.AttemptDuration.WithLabels(destination.Name).Observe(outcome.Duration.TotalSeconds);
+            Log.AttemptFinished(logger, attempt.Request.RequestId, destination.Name, attempt.Number, outcome.Result.ToString(),
+                outcome.StatusCode, outcome.Duration.TotalMilliseconds);
+            return outcome;
+        }
+        finally
+        {
+            inFlight.Dec();
+        }
+    }
+
+    private Task DecideAsync(DispatchAttemptContext attempt, AttemptOutcome outcome, CancellationToken cancellationToken)
+    {
+        if (outcome.Result == AttemptResult.Success)
+            return CompleteAsync(attempt, outcome, reason: null, error: null, cancellationToken);
+        if (!RetryClassifier.IsRetriable(outcome))
+            return CompleteAsync(attempt, outcome, DeadLetterReason.NonRetriableStatus, outcome.Error, cancellationToken);
+
+        var retry = attempt.Destination.Options.Retry;
+        if (attempt.Number >= retry.MaxAttempts)
+            return CompleteAsync(attempt, outcome, DeadLetterReason.RetriesExhausted, outcome.Error, cancellationToken);
+
+        var nextAt = RetrySchedule.NextAttemptAt(retry, attempt.Number, outcome, time.GetUtcNow(), Random.Shared);
+        if (attempt.Request.Deadline is { } deadline && nextAt >= deadline)
+        {
+            return CompleteAsync(attempt, outcome, DeadLetterReason.DeadlineExceeded,
+                $"{outcome.Error}; the next attempt ({nextAt:O}) would start after the Deadline {deadline:O}.", cancellationToken);
+        }
+        return ScheduleRetryAsync(attempt, outcome, nextAt, cancellationToken);
+    }
+
+    private async Task ScheduleRetryAsync(DispatchAttemptContext attempt, AttemptOutcome outcome, DateTimeOffset nextAt, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var command = attempt.Completion(outcome, DispatchState.Scheduled, reason: null, outcome.Error, now) with
+        {
+            NextAttemptAt = nextAt,
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, DispatcherJson.Serialize(attempt.Request), nextAt, attempt.TraceParent),
+        };
+        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        {
+            DispatcherMetrics.RetriesScheduled.WithLabels(attempt.Destination.Name).Inc();
+            Log.RetryScheduled(logger, attempt.Request.RequestId, attempt.Destination.Name, attempt.Number, outcome.Error, nextAt);
+        }
+        else
+        {
+            Log.LeaseLost(logger, attempt.Request.RequestId);
+        }
+    }
+
+    private async Task CompleteAsync(
+        DispatchAttemptContext attempt, AttemptOutcome? outcome, DeadLetterReason? reason, string? error, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var state = reason is null ? DispatchState.Succeeded : DispatchState.DeadLettered;
+        var completed = attempt.CompletedEvent(outcome, reason, error, now);
+        var command = attempt.Completion(outcome, state, reason, error, now) with
+        {
+            CompletedAt = now,
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Completed, DispatcherJson.Serialize(completed), now, attempt.TraceParent),
+        };
+        if (!await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        {
+            Log.LeaseLost(logger, attempt.Request.RequestId);
+            return;
+        }
+
+        var outcomeLabel = completed.Outcome.ToString();
+        var reasonLabel = reason?.ToString() ?? "";
+        DispatcherMetrics.Dispatches.WithLabels(attempt.Destination.Name, outcomeLabel, reasonLabel).Inc();
+        DispatcherMetrics.EndToEnd.WithLabels(attempt.Destination.Name).Observe((now - attempt.Claim.CreatedAt).TotalSeconds);
+        if (reason is not null)
+            Log.DeadLettered(logger, attempt.Request.RequestId, attempt.Destination.Name, completed.Attempts, reasonLabel, error);
+    }
+
+    private async Task RejectAsync(
+        IncomingDispatch incoming, Guid key, DeadLetterReason reason, string error, string requestJson, CancellationToken cancellationToken)
+    {
+        var request = incoming.Request;
+        var now = time.GetUtcNow();
+        var destination = request.Destination ?? "";
+        var completed = new DispatchCompleted
+        {
+            RequestId = key,
+            Destination = destination,
+            Outcome = DispatchOutcome.DeadLettered,
+            Reason = reason,
+            Attempts = 0,
+            Error = error,
+            CompletedAt = now,
+            Metadata = request.Metadata,
+        };
+        var command = new RejectCommand(key, destination, reason.ToString(), error, requestJson, incoming.MessageId,
+            incoming.TraceParent, now,
+            new OutboxEntry(Guid.NewGuid(), OutboxKinds.Completed, DispatcherJson.Serialize(completed), now, incoming.TraceParent));
+        if (await durably.RunAsync(() => writer.RejectAsync(command, cancellationToken), cancellationToken))
+        {
+            DispatcherMetrics.Dispatches.WithLabels(RequestPreparer.Printable(destination), nameof(DispatchOutcome.DeadLettered), reason.ToString()).Inc();
+            Log.Rejected(logger, key, RequestPreparer.Printable(destination), reason.ToString(), error);
+        }
+        else
+        {
+            Log.Duplicate(logger, key);
+        }
+    }
+}

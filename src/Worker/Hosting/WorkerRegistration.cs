@@ -1,0 +1,49 @@
+using Dispatcher.Persistence;
+using Dispatcher.Worker.Admin;
+using Dispatcher.Worker.Destinations;
+using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Inspection;
+using Dispatcher.Worker.Outbox;
+using Microsoft.EntityFrameworkCore;
+
+namespace Dispatcher.Worker.Hosting;
+
+internal static class WorkerRegistration
+{
+    /// <summary>Everything <c>run</c> needs: the consumer and its services, the outbox relay, the admin HTTP.</summary>
+    public static void AddDispatcherWorker(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        // Registered first so that it runs before the bus starts: bad configuration or a missing schema stops the start.
+        services.AddHostedService<StartupChecks>();
+        services.AddSingleton<DestinationRegistry>();
+        services.AddSingleton<DownstreamCaller>();
+        services.AddSingleton<DispatchWriter>();
+        services.AddSingleton<DurableRetry>();
+        services.AddSingleton<DispatchProcessor>();
+        services.AddSingleton<DispatchViews>();
+        builder.AddDispatcherBus(consume: true);
+        // After the bus: stops first on shutdown; whatever it leaves pending is published by the next relay.
+        services.AddHostedService<OutboxRelay>();
+        builder.AddAdminEndpoints();
+    }
+
+    /// <summary>Fails the start, with a message naming the key, on invalid configuration or a schema that is not migrated.</summary>
+    private sealed class StartupChecks(IServiceProvider services) : IHostedService
+    {
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            _ = services.GetRequiredService<DestinationRegistry>();
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<DispatcherDbContext>();
+            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+            if (pending.Count > 0)
+            {
+                throw new InvalidOperationException(
+                    $"The database schema is not up to date (pending: {string.Join(", ", pending)}). Run the 'migrate' command first.");
+            }
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

@@ -1,0 +1,41 @@
+namespace Dispatcher.Worker.Observability;
+
+/// <summary>Every log line of the worker, source-generated. Properties are structured fields.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Error, "Configuration change refused, the previous policy stays: {Errors}")]
+    public static partial void ConfigurationRejected(ILogger logger, string errors);
+
+    [LoggerMessage(2, LogLevel.Information, "Configuration change applied ({DestinationCount} destinations)")]
+    public static partial void ConfigurationApplied(ILogger logger, int destinationCount);
+
+    [LoggerMessage(10, LogLevel.Warning, "Dispatch {RequestId} to {Destination} dead-lettered on arrival: {Reason}: {Error}")]
+    public static partial void Rejected(ILogger logger, Guid requestId, string destination, string reason, string error);
+
+    [LoggerMessage(11, LogLevel.Debug, "Dispatch {RequestId} is a duplicate (terminal or owned by another message); acknowledged without a call")]
+    public static partial void Duplicate(ILogger logger, Guid requestId);
+
+    [LoggerMessage(12, LogLevel.Debug, "Dispatch {RequestId} to {Destination} attempt {Attempt}: {Result} {StatusCode} in {DurationMs:0.0} ms")]
+    public static partial void AttemptFinished(ILogger logger, Guid requestId, string destination, int attempt, string result, int? statusCode, double durationMs);
+
+    [LoggerMessage(13, LogLevel.Information, "Dispatch {RequestId} to {Destination} attempt {Attempt} failed ({Error}); next attempt at {NextAttemptAt:O}")]
+    public static partial void RetryScheduled(ILogger logger, Guid requestId, string destination, int attempt, string? error, DateTimeOffset nextAttemptAt);
+
+    [LoggerMessage(14, LogLevel.Warning, "Dispatch {RequestId} to {Destination} dead-lettered after {Attempt} attempts: {Reason}: {Error}")]
+    public static partial void DeadLettered(ILogger logger, Guid requestId, string destination, int attempt, string reason, string? error);
+
+    [LoggerMessage(15, LogLevel.Warning, "Dispatch {RequestId}: another owner took the request over before this worker committed; its result is kept in the attempt history only")]
+    public static partial void LeaseLost(ILogger logger, Guid requestId);
+
+    [LoggerMessage(16, LogLevel.Warning, "PostgreSQL unavailable ({Error}); retrying in {DelayMs} ms")]
+    public static partial void DatabaseUnavailable(ILogger logger, string error, int delayMs);
+
+    [LoggerMessage(20, LogLevel.Warning, "Outbox relay: publishing message {MessageId} failed, retry at {RetryAt:O}: {Error}")]
+    public static partial void OutboxPublishFailed(ILogger logger, Guid messageId, DateTimeOffset retryAt, string error);
+
+    [LoggerMessage(21, LogLevel.Warning, "Outbox relay error, restarting in {DelayMs} ms")]
+    public static partial void OutboxRelayError(ILogger logger, Exception exception, int delayMs);
+
+    [LoggerMessage(22, LogLevel.Information, "Outbox relay pruned {Count} published rows")]
+    public static partial void OutboxPruned(ILogger logger, int count);
+}

@@ -1,0 +1,152 @@
+using Dispatcher.Contracts;
+using Dispatcher.Persistence;
+using Dispatcher.Persistence.Model;
+using Dispatcher.Persistence.Outbox;
+using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Observability;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Worker.Outbox;
+
+/// <summary>
+/// Publishes what the outbox holds once it is due: <see cref="DispatchCompleted"/> events, and requests
+/// whose retry, park or replay time has come (sent back to the request queue). Every worker runs one;
+/// they share the table through <c>FOR UPDATE SKIP LOCKED</c>. A relay sleeps until the earliest due row,
+/// a NOTIFY from a commit that wrote rows, or the poll interval, whichever comes first.
+/// </summary>
+internal sealed class OutboxRelay(
+    OutboxStore store,
+    DispatcherDataSources dataSources,
+    IBus bus,
+    IOptions<DispatcherOptions> options,
+    TimeProvider time,
+    ILogger<OutboxRelay> logger) : BackgroundService
+{
+    private static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan BacklogInterval = TimeSpan.FromSeconds(5);
+    private readonly OutboxOptions _options = options.Value.Outbox;
+    private readonly Uri _requestQueue = new($"queue:{options.Value.Worker.QueueName}");
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(500);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RelayAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.OutboxRelayError(logger, ex, (int)delay.TotalMilliseconds);
+                await Task.Delay(delay, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+            }
+        }
+    }
+
+    private async Task RelayAsync(CancellationToken cancellationToken)
+    {
+        await using var listener = await dataSources.Durable.OpenConnectionAsync(cancellationToken);
+        await using (var listen = listener.CreateCommand())
+        {
+            listen.CommandText = $"LISTEN {OutboxStore.NotifyChannel}";
+            await listen.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var nextPrune = time.GetUtcNow();
+        var nextBacklog = time.GetUtcNow();
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            if (await PublishDueAsync(cancellationToken) >= _options.BatchSize)
+                continue;
+
+            var now = time.GetUtcNow();
+            if (now >= nextBacklog)
+            {
+                DispatcherMetrics.OutboxPending.Set((await store.CountPendingAsync(now, cancellationToken)).Due);
+                nextBacklog = now + BacklogInterval;
+            }
+            if (now >= nextPrune)
+            {
+                var pruned = await store.PruneAsync(now - _options.Retention, 10_000, cancellationToken);
+                if (pruned > 0)
+                    Log.OutboxPruned(logger, pruned);
+                nextPrune = now + PruneInterval;
+            }
+
+            var wait = _options.PollInterval;
+            if (await store.NextDueAsync(cancellationToken) is { } due)
+                wait = TimeSpan.FromTicks(Math.Clamp((due - time.GetUtcNow()).Ticks, 0, wait.Ticks));
+            if (wait > TimeSpan.Zero)
+                await listener.WaitAsync(wait, cancellationToken);
+        }
+    }
+
+    /// <summary>Publishes one batch of due rows; returns how many were claimed.</summary>
+    private async Task<int> PublishDueAsync(CancellationToken cancellationToken)
+    {
+        await using var batch = await store.ClaimDueAsync(_options.BatchSize, time.GetUtcNow(), cancellationToken);
+        if (batch.Messages.Count == 0)
+            return 0;
+
+        var results = await Task.WhenAll(batch.Messages.Select(m => PublishAsync(m, cancellationToken)));
+        var published = new List<long>(results.Length);
+        var failed = new List<(long, string, DateTimeOffset)>();
+        var now = time.GetUtcNow();
+        for (var i = 0; i < results.Length; i++)
+        {
+            var message = batch.Messages[i];
+            if (results[i] is null)
+            {
+                published.Add(message.Id);
+                continue;
+            }
+            var retryAt = now + TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, message.PublishAttempts)));
+            failed.Add((message.Id, results[i]!, retryAt));
+            Log.OutboxPublishFailed(logger, message.MessageId, retryAt, results[i]!);
+        }
+        await batch.CommitAsync(published, failed, now, cancellationToken);
+        return batch.Messages.Count;
+    }
+
+    /// <summary>Publishes one row with its stable MessageId; returns the error text, or null on success.</summary>
+    private async Task<string?> PublishAsync(PendingOutboxMessage message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            switch (message.Kind)
+            {
+                case OutboxKinds.Completed:
+                    await bus.Publish(DispatcherJson.Deserialize<DispatchCompleted>(message.Payload),
+                        context => Stamp(context, message), cancellationToken);
+                    break;
+                case OutboxKinds.Request:
+                    var endpoint = await bus.GetSendEndpoint(_requestQueue);
+                    await endpoint.Send(DispatcherJson.Deserialize<DispatchRequest>(message.Payload),
+                        context => Stamp(context, message), cancellationToken);
+                    break;
+                default:
+                    return $"Unknown outbox kind '{message.Kind}'.";
+            }
+            return null;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return ex.Message;
+        }
+    }
+
+    private static void Stamp(SendContext context, PendingOutboxMessage message)
+    {
+        context.MessageId = message.MessageId;
+        if (message.TraceParent is not null)
+            context.Headers.Set("traceparent", message.TraceParent);
+    }
+}
