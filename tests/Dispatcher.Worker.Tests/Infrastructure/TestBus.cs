@@ -1,0 +1,134 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Dispatcher.Contracts;
+using Dispatcher.Worker.Hosting;
+using MassTransit;
+using RabbitMQ.Client;
+
+namespace Dispatcher.Worker.Tests.Infrastructure;
+
+/// <summary>A received DispatchCompleted with its transport MessageId.</summary>
+public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event);
+
+/// <summary>
+/// The producer's and the subscriber's side of a test: sends requests (MassTransit envelope, plain JSON, raw
+/// bytes) and collects every <see cref="DispatchCompleted"/> on a queue of its own.
+/// </summary>
+public sealed class TestBus : IAsyncDisposable
+{
+    private readonly IBusControl _bus;
+    private readonly IConnection _connection;
+    private readonly IChannel _channel;
+    private readonly SemaphoreSlim _channelLock = new(1, 1);
+
+    private TestBus(IBusControl bus, IConnection connection, IChannel channel)
+    {
+        _bus = bus;
+        _connection = connection;
+        _channel = channel;
+    }
+
+    public ConcurrentDictionary<Guid, ConcurrentQueue<ReceivedEvent>> Events { get; } = new();
+
+    public static async Task<TestBus> StartAsync(string rabbitMq)
+    {
+        var address = RabbitMqAddress.Parse(rabbitMq);
+        TestBus? self = null;
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(address.Host, address.Port, address.VirtualHost, h =>
+            {
+                h.Username(address.Username);
+                h.Password(address.Password);
+            });
+            cfg.ReceiveEndpoint($"test-events-{Guid.NewGuid():N}", e =>
+            {
+                e.AutoDelete = true;
+                e.Durable = false;
+                e.PrefetchCount = 200;
+                e.Handler<DispatchCompleted>(context =>
+                {
+                    self!.Events.GetOrAdd(context.Message.RequestId, _ => new()).Enqueue(new ReceivedEvent(context.MessageId, context.Message));
+                    return Task.CompletedTask;
+                });
+            });
+        });
+        var factory = new ConnectionFactory
+        {
+            HostName = address.Host, Port = address.Port, VirtualHost = address.VirtualHost,
+            UserName = address.Username, Password = address.Password,
+        };
+        var connection = await factory.CreateConnectionAsync();
+        var channel = await connection.CreateChannelAsync();
+        self = new TestBus(bus, connection, channel);
+        await bus.StartAsync();
+        return self;
+    }
+
+    public async Task SendEnvelopeAsync(string queue, DispatchRequest request)
+    {
+        var endpoint = await _bus.GetSendEndpoint(new Uri($"queue:{queue}"));
+        await endpoint.Send(request);
+    }
+
+    /// <summary>Publishes the request as plain camelCase JSON, as a non-.NET producer would.</summary>
+    public Task PublishPlainJsonAsync(string queue, string json, string? messageId = null) =>
+        PublishRawAsync(queue, Encoding.UTF8.GetBytes(json), "application/json", messageId);
+
+    public async Task PublishRawAsync(string queue, byte[] body, string? contentType, string? messageId = null)
+    {
+        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true };
+        await _channelLock.WaitAsync();
+        try
+        {
+            await _channel.BasicPublishAsync("", queue, mandatory: false, properties, body);
+        }
+        finally
+        {
+            _channelLock.Release();
+        }
+    }
+
+    public async Task<uint> MessageCountAsync(string queue)
+    {
+        await _channelLock.WaitAsync();
+        try
+        {
+            return (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+        }
+        finally
+        {
+            _channelLock.Release();
+        }
+    }
+
+    /// <summary>Removes the queues (and MassTransit's exchanges of the same name) a test made.</summary>
+    public async Task DeleteQueuesAsync(params string[] queues)
+    {
+        await _channelLock.WaitAsync();
+        try
+        {
+            foreach (var q in queues)
+            {
+                await _channel.QueueDeleteAsync(q);
+                await _channel.ExchangeDeleteAsync(q);
+            }
+        }
+        finally
+        {
+            _channelLock.Release();
+        }
+    }
+
+    public int EventCount(Guid requestId) => Events.TryGetValue(requestId, out var q) ? q.Count : 0;
+
+    public async ValueTask DisposeAsync()
+    {
+        await _bus.StopAsync();
+        await _channel.CloseAsync();
+        await _connection.CloseAsync();
+        _channel.Dispose();
+        _connection.Dispose();
+        _channelLock.Dispose();
+    }
+}

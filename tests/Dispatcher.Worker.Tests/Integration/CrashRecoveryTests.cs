@@ -1,0 +1,51 @@
+using Dispatcher.Worker.Tests.Infrastructure;
+
+namespace Dispatcher.Worker.Tests.Integration;
+
+[Collection(IntegrationCollection.Name)]
+public sealed class CrashRecoveryTests(ServicesFixture services)
+{
+    [Fact]
+    public async Task A_worker_killed_mid_flight_loses_nothing_and_each_request_ends_once()
+    {
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Worker:MaxConcurrency"] = "32",
+            ["Dispatcher:Worker:LeaseMargin"] = "00:00:05",
+        }, startWorker: false);
+        s.Downstream.Handler = async context =>
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250), context.RequestAborted);
+            context.Response.StatusCode = 200;
+        };
+        var requests = Enumerable.Range(0, 500).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        var ids = requests.Select(r => r.RequestId).ToList();
+
+        await using (var first = await WorkerProcess.StartAsync(s.Settings))
+        {
+            await Task.WhenAll(requests.Select(s.SendAsync));
+            await Eventually.TrueAsync(() => s.Downstream.Calls.Count >= 150, TimeSpan.FromSeconds(60), "150 calls before the kill");
+            await first.KillAsync();
+        }
+        var callsAtKill = s.Downstream.Calls.Count;
+        Assert.True(callsAtKill < 500, "the kill came too late to prove anything");
+
+        await using var second = await WorkerProcess.StartAsync(s.Settings);
+        await s.WaitForTerminalAsync(ids, TimeSpan.FromSeconds(120));
+
+        var states = await s.StatesAsync();
+        Assert.All(ids, id => Assert.Equal("Succeeded", states[id].State));
+        // Exactly one terminal result each: every event of a request carries the same MessageId
+        // (a relay killed between publish and commit may publish a row twice, never two results).
+        await Eventually.TrueAsync(() => ids.All(id => s.Bus.EventCount(id) >= 1), TimeSpan.FromSeconds(60), "an event for each request");
+        Assert.All(ids, id => Assert.Single(s.Bus.Events[id].Select(e => e.MessageId).Distinct()));
+        Assert.Equal(500, await s.ScalarAsync("SELECT count(*) FROM outbox WHERE kind = 'completed'"));
+
+        // Every request was called; a request was called twice only if it was in flight at the kill,
+        // and every call carried its RequestId as Idempotency-Key.
+        var callsById = s.Downstream.Calls.GroupBy(c => c.IdempotencyKey).ToDictionary(g => g.Key!, g => g.Count());
+        Assert.Equal(ids.Select(id => id.ToString()).Order(), callsById.Keys.Order());
+        var repeated = callsById.Values.Count(n => n > 1);
+        Assert.True(repeated <= 32 * 2, $"{repeated} requests were called more than once; at most the in-flight ones may be");
+    }
+}
