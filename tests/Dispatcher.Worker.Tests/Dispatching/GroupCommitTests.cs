@@ -112,13 +112,13 @@ public sealed class GroupCommitTests
 
         var disposing = group.DisposeAsync().AsTask();
         Assert.False(disposing.IsCompleted);
-        Assert.Throws<ObjectDisposedException>(() => group.SubmitAsync(100));
+        Assert.Throws<ObjectDisposedException>(() => { _ = group.SubmitAsync(100); });
         recorder.Release();
         await disposing.WaitAsync(Timeout);
 
         Assert.All(pending, t => Assert.True(t.IsCompletedSuccessfully));
         Assert.Equal(Enumerable.Range(0, 9).Select(i => $"r{i}"), pending.Select(t => t.Result));
-        Assert.Throws<ObjectDisposedException>(() => group.SubmitAsync(101));
+        Assert.Throws<ObjectDisposedException>(() => { _ = group.SubmitAsync(101); });
     }
 
     [Fact]
@@ -128,6 +128,6 @@ public sealed class GroupCommitTests
 
         await group.DisposeAsync().AsTask().WaitAsync(Timeout);
 
-        Assert.Throws<ObjectDisposedException>(() => group.SubmitAsync(1));
+        Assert.Throws<ObjectDisposedException>(() => { _ = group.SubmitAsync(1); });
     }
 }
