@@ -16,6 +16,8 @@ public sealed class DispatcherOptions
 
     public AdminOptions Admin { get; set; } = new();
 
+    public LoggingOptions Logging { get; set; } = new();
+
     /// <summary>Header names redacted in logs, outputs and events, on top of the built-in ones.</summary>
     public List<string> RedactedHeaders { get; set; } = [];
 }
@@ -132,4 +134,13 @@ public sealed class AdminOptions
 
     /// <summary>Bearer token for <c>/api</c>; when unset the API is off.</summary>
     public string? Token { get; set; }
+}
+
+public sealed class LoggingOptions
+{
+    /// <summary><c>auto</c> (compact JSON in Production when output is redirected, else text), <c>text</c> or <c>json</c>. Default: auto.</summary>
+    public string Format { get; set; } = "auto";
+
+    /// <summary>Minimum level: Verbose, Debug, Information, Warning, Error, Fatal. Default: Information.</summary>
+    public string Level { get; set; } = "Information";
 }

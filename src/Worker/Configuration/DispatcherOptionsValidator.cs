@@ -8,6 +8,8 @@ namespace Dispatcher.Worker.Configuration;
 /// </summary>
 public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOptions>
 {
+    private static readonly TimeSpan MaxAttemptTimeout = TimeSpan.FromHours(1);
+
     public ValidateOptionsResult Validate(string? name, DispatcherOptions options)
     {
         var errors = Collect(options);
@@ -42,6 +44,12 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
         Positive(errors, $"{root}:Outbox:BatchSize", o.BatchSize);
         Positive(errors, $"{root}:Outbox:Retention", o.Retention);
 
+        var format = options.Logging.Format;
+        if (format is not ("auto" or "text" or "json"))
+            errors.Add($"{root}:Logging:Format must be auto, text or json, was '{format}'.");
+        if (!Enum.TryParse<Serilog.Events.LogEventLevel>(options.Logging.Level, ignoreCase: true, out _))
+            errors.Add($"{root}:Logging:Level must be Verbose, Debug, Information, Warning, Error or Fatal, was '{options.Logging.Level}'.");
+
         if (string.IsNullOrWhiteSpace(options.Admin.Urls))
             errors.Add($"{root}:Admin:Urls must not be empty.");
         return errors;
@@ -58,6 +66,8 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
 
         Positive(errors, $"{key}:MaxConcurrency", d.MaxConcurrency);
         Positive(errors, $"{key}:AttemptTimeout", d.AttemptTimeout);
+        if (d.AttemptTimeout > MaxAttemptTimeout)
+            errors.Add($"{key}:AttemptTimeout must be at most {MaxAttemptTimeout}, was {d.AttemptTimeout}.");
         if (string.IsNullOrWhiteSpace(d.IdempotencyHeader) || !HeaderRules.IsToken(d.IdempotencyHeader))
             errors.Add($"{key}:IdempotencyHeader must be a valid header name, was '{d.IdempotencyHeader}'.");
         foreach (var (header, value) in d.Headers)
@@ -79,7 +89,7 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
             errors.Add($"{key}:Retry:MaxDelay ({d.Retry.MaxDelay}) must not be less than {key}:Retry:BaseDelay ({d.Retry.BaseDelay}).");
 
         var cb = d.CircuitBreaker;
-        if (cb.FailureRatio is <= 0 or > 1)
+        if (!(cb.FailureRatio > 0 && cb.FailureRatio <= 1))
             errors.Add($"{key}:CircuitBreaker:FailureRatio must be greater than 0 and at most 1, was {cb.FailureRatio}.");
         if (cb.MinimumThroughput < 2)
             errors.Add($"{key}:CircuitBreaker:MinimumThroughput must be at least 2, was {cb.MinimumThroughput}.");
@@ -91,7 +101,7 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
 
     private static void Positive(List<string> errors, string key, double value)
     {
-        if (!(value > 0))
+        if (!(value > 0) || double.IsInfinity(value))
             errors.Add($"{key} must be greater than 0, was {value}.");
     }
 

@@ -45,19 +45,45 @@ internal sealed class DestinationRegistry : IDisposable
     /// <summary>Binds and validates the <c>Dispatcher</c> section; errors name their keys.</summary>
     public static DispatcherOptions? Bind(IConfiguration configuration, out List<string> errors)
     {
+        // ErrorOnUnknownConfiguration: a misspelt key is an error. Destinations are bound one by one first, because
+        // inside a dictionary the binder reports a bad value only as "binding failed" for the whole entry (and
+        // without the flag silently drops the destination): bound alone, its error names the exact key.
+        errors = [];
+        var section = configuration.GetSection(DispatcherOptions.SectionName);
+        foreach (var destination in section.GetSection(nameof(DispatcherOptions.Destinations)).GetChildren())
+        {
+            try
+            {
+                destination.Get<DestinationOptions>(o => o.ErrorOnUnknownConfiguration = true);
+            }
+            catch (InvalidOperationException ex)
+            {
+                errors.Add(Describe(ex, destination.Path));
+            }
+        }
+        if (errors.Count > 0)
+            return null;
+
         DispatcherOptions options;
         try
         {
-            options = configuration.GetSection(DispatcherOptions.SectionName).Get<DispatcherOptions>() ?? new DispatcherOptions();
+            options = section.Get<DispatcherOptions>(o => o.ErrorOnUnknownConfiguration = true) ?? new DispatcherOptions();
         }
         catch (InvalidOperationException ex)
         {
-            // The binder's message names the key and the value it could not convert.
-            errors = [ex.Message];
+            errors.Add(Describe(ex, section.Path));
             return null;
         }
         errors = DispatcherOptionsValidator.Collect(options);
         return errors.Count == 0 ? options : null;
+    }
+
+    // The binder names the failing key in "Failed to convert ... at 'key'"; an unknown key only by its
+    // property name, so the section path is added.
+    private static string Describe(InvalidOperationException ex, string path)
+    {
+        var message = ex.InnerException is InvalidOperationException inner ? $"{ex.Message} {inner.Message}" : ex.Message;
+        return message.Contains(path + ":", StringComparison.OrdinalIgnoreCase) ? message : $"{path}: {message}";
     }
 
     private void Reload()
@@ -69,7 +95,17 @@ internal sealed class DestinationRegistry : IDisposable
             return;
         }
         var previous = _current;
-        _current = new Snapshot(updated, Build(updated));
+        FrozenDictionary<string, Destination> built;
+        try
+        {
+            built = Build(updated);
+        }
+        catch (ArgumentException ex)
+        {
+            Log.ConfigurationRejected(_logger, ex.Message);
+            return;
+        }
+        _current = new Snapshot(updated, built);
         Log.ConfigurationApplied(_logger, updated.Destinations.Count);
 
         // In-flight calls may still hold a replaced client: dispose of it once they must have ended.

@@ -34,6 +34,12 @@ internal static class DispatcherConfiguration
         return (args.Where(a => !IsOverride(a)).ToArray(), overrides);
     }
 
-    private static bool IsOverride(string arg) =>
-        arg.StartsWith("--", StringComparison.Ordinal) && arg.Contains(':', StringComparison.Ordinal) && arg.Contains('=', StringComparison.Ordinal);
+    private static bool IsOverride(string arg)
+    {
+        if (!arg.StartsWith("--", StringComparison.Ordinal))
+            return false;
+        var equals = arg.IndexOf('=', StringComparison.Ordinal);
+        var colon = arg.IndexOf(':', StringComparison.Ordinal);
+        return equals > 0 && colon > 2 && colon < equals;
+    }
 }

@@ -62,7 +62,7 @@ internal static class DispatcherHostBuilder
             lc.MinimumLevel.Is(level)
                 .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
                 .MinimumLevel.Override("Microsoft.Hosting.Lifetime", quiet ? LogEventLevel.Warning : LogEventLevel.Information)
-                .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
+                .MinimumLevel.Override("MassTransit", LogEventLevel.Error)
                 // Failed commands surface as exceptions where they matter; EF Core's own error line for the
                 // first look at a missing migrations table is noise.
                 .MinimumLevel.Override("Microsoft.EntityFrameworkCore.Database.Command", LogEventLevel.Fatal)
