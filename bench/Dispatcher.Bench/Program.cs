@@ -13,7 +13,7 @@ try
     switch (scenario)
     {
         case "throughput" or "all":
-            await ThroughputScenario.RunAsync(env, count);
+            await ThroughputScenario.RunAsync(env, count, args.Contains("--profile-allocations"));
             break;
         default:
             Console.Error.WriteLine($"Unknown scenario '{scenario}'. Scenarios: throughput, all.");

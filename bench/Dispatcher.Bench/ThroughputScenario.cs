@@ -16,7 +16,7 @@ internal static class ThroughputScenario
 {
     private const int Concurrency = 64;
 
-    public static async Task RunAsync(BenchEnvironment env, int count)
+    public static async Task RunAsync(BenchEnvironment env, int count, bool profileAllocations = false)
     {
         Console.Error.WriteLine("throughput: warming up...");
         await BareAsync(env, 2_000);
@@ -25,7 +25,10 @@ internal static class ThroughputScenario
         Console.Error.WriteLine($"throughput: bare MassTransit, {count} messages...");
         var (bare, bareSend) = await BareAsync(env, count);
         Console.Error.WriteLine($"throughput: Dispatcher, {count} requests...");
+        using var profile = profileAllocations ? new AllocationProfile() : null;
+        profile?.Start();
         var (dispatcher, _) = await DispatcherAsync(env, count);
+        profile?.Report(count);
 
         Console.WriteLine();
         Console.WriteLine($"### throughput ({count:N0} messages, concurrency {Concurrency}, {Environment.ProcessorCount} cores)");

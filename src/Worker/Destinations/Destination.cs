@@ -1,5 +1,6 @@
 using System.Net;
 using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Observability;
 
 namespace Dispatcher.Worker.Destinations;
 
@@ -15,6 +16,7 @@ internal sealed class Destination : IDisposable
     {
         Name = name;
         Options = options;
+        Metrics = new DestinationMetrics(name);
         BaseUrl = options.BaseUrl!;
         _handler = new SocketsHttpHandler
         {
@@ -38,6 +40,8 @@ internal sealed class Destination : IDisposable
     public Uri BaseUrl { get; }
 
     public HttpClient Client { get; }
+
+    public DestinationMetrics Metrics { get; }
 
     public void Dispose()
     {

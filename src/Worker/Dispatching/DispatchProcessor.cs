@@ -62,7 +62,7 @@ internal sealed class DispatchProcessor(
             incoming.TraceParent)), cancellationToken);
         if (!claim.Claimed)
         {
-            DispatcherMetrics.Duplicates.WithLabels(destination.Name).Inc();
+            destination.Metrics.Duplicates.Inc();
             Log.Duplicate(logger, request.RequestId);
             return;
         }
@@ -82,20 +82,20 @@ internal sealed class DispatchProcessor(
     private async Task<AttemptOutcome> CallAsync(
         Destination destination, PreparedRequest prepared, DispatchAttemptContext attempt, int maxStoredBytes, CancellationToken cancellationToken)
     {
-        var inFlight = DispatcherMetrics.InFlight.WithLabels(destination.Name);
-        inFlight.Inc();
+        var metrics = destination.Metrics;
+        metrics.InFlight.Inc();
         try
         {
             var outcome = await caller.CallAsync(destination, prepared, attempt.Request.RequestId, maxStoredBytes, cancellationToken);
-            DispatcherMetrics.Attempts.WithLabels(destination.Name, outcome.Result.ToString()).Inc();
-            DispatcherMetrics.AttemptDuration.WithLabels(destination.Name).Observe(outcome.Duration.TotalSeconds);
+            metrics.Attempts(outcome.Result.ToString()).Inc();
+            metrics.AttemptDuration.Observe(outcome.Duration.TotalSeconds);
             Log.AttemptFinished(logger, attempt.Request.RequestId, destination.Name, attempt.Number, outcome.Result.ToString(),
                 outcome.StatusCode, outcome.Duration.TotalMilliseconds);
             return outcome;
         }
         finally
         {
-            inFlight.Dec();
+            metrics.InFlight.Dec();
         }
     }
 
@@ -129,7 +129,7 @@ internal sealed class DispatchProcessor(
         };
         if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
         {
-            DispatcherMetrics.RetriesScheduled.WithLabels(attempt.Destination.Name).Inc();
+            attempt.Destination.Metrics.RetriesScheduled.Inc();
             Log.RetryScheduled(logger, attempt.Request.RequestId, attempt.Destination.Name, attempt.Number, outcome.Error, nextAt);
         }
         else
@@ -157,8 +157,8 @@ internal sealed class DispatchProcessor(
 
         var outcomeLabel = completed.Outcome.ToString();
         var reasonLabel = reason?.ToString() ?? "";
-        DispatcherMetrics.Dispatches.WithLabels(attempt.Destination.Name, outcomeLabel, reasonLabel).Inc();
-        DispatcherMetrics.EndToEnd.WithLabels(attempt.Destination.Name).Observe((now - attempt.Claim.CreatedAt).TotalSeconds);
+        attempt.Destination.Metrics.Dispatches(outcomeLabel, reasonLabel).Inc();
+        attempt.Destination.Metrics.EndToEnd.Observe((now - attempt.Claim.CreatedAt).TotalSeconds);
         if (reason is not null)
             Log.DeadLettered(logger, attempt.Request.RequestId, attempt.Destination.Name, completed.Attempts, reasonLabel, error);
     }
