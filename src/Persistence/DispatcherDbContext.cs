@@ -12,6 +12,7 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
     public DbSet<DispatchRecord> Dispatches => Set<DispatchRecord>();
     public DbSet<DispatchAttempt> Attempts => Set<DispatchAttempt>();
     public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
+    public DbSet<RateLimitBucket> RateLimitBuckets => Set<RateLimitBucket>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -76,6 +77,15 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
             // The relay only ever scans pending rows, in due order.
             e.HasIndex(x => x.NotBefore).HasDatabaseName("ix_outbox_pending_not_before").HasFilter("published_at IS NULL");
             e.HasIndex(x => x.PublishedAt).HasDatabaseName("ix_outbox_published_at").HasFilter("published_at IS NOT NULL");
+        });
+
+        modelBuilder.Entity<RateLimitBucket>(e =>
+        {
+            e.ToTable("rate_limit_buckets");
+            e.HasKey(x => x.Destination);
+            e.Property(x => x.Destination).HasColumnName("destination");
+            e.Property(x => x.Tokens).HasColumnName("tokens");
+            e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
         });
     }
 }

@@ -225,6 +225,25 @@ namespace Dispatcher.Persistence.Migrations
 
                     b.ToTable("outbox", (string)null);
                 });
+
+            modelBuilder.Entity("Dispatcher.Persistence.Model.RateLimitBucket", b =>
+                {
+                    b.Property<string>("Destination")
+                        .HasColumnType("text")
+                        .HasColumnName("destination");
+
+                    b.Property<double>("Tokens")
+                        .HasColumnType("double precision")
+                        .HasColumnName("tokens");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Destination");
+
+                    b.ToTable("rate_limit_buckets", (string)null);
+                });
 #pragma warning restore 612, 618
         }
     }

@@ -1,5 +1,7 @@
 using System.Net;
+using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Resilience;
 using Dispatcher.Worker.Observability;
 
 namespace Dispatcher.Worker.Destinations;
@@ -12,11 +14,12 @@ internal sealed class Destination : IDisposable
 {
     private readonly SocketsHttpHandler _handler;
 
-    public Destination(string name, DestinationOptions options)
+    public Destination(string name, DestinationOptions options, RateLimitStore? rateLimits = null, TimeProvider? time = null)
     {
         Name = name;
         Options = options;
         Metrics = new DestinationMetrics(name);
+        Policy = new DestinationPolicy(name, options, Metrics, rateLimits, time ?? TimeProvider.System);
         BaseUrl = options.BaseUrl!;
         _handler = new SocketsHttpHandler
         {
@@ -42,6 +45,8 @@ internal sealed class Destination : IDisposable
     public HttpClient Client { get; }
 
     public DestinationMetrics Metrics { get; }
+
+    public DestinationPolicy Policy { get; }
 
     public void Dispose()
     {

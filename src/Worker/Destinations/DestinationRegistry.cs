@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Observability;
 using Microsoft.Extensions.Primitives;
@@ -16,11 +17,19 @@ internal sealed class DestinationRegistry : IDisposable
     private readonly IConfiguration _configuration;
     private readonly ILogger<DestinationRegistry> _logger;
     private readonly TimeProvider _time;
+    private readonly RateLimitStore? _rateLimits;
     private readonly IDisposable _subscription;
     private volatile Snapshot _current;
 
     public DestinationRegistry(IConfiguration configuration, TimeProvider time, ILogger<DestinationRegistry> logger)
+        : this(configuration, time, logger, rateLimits: null)
     {
+    }
+
+    /// <param name="rateLimits">The shared buckets; null (unit tests) means no rate limit.</param>
+    public DestinationRegistry(IConfiguration configuration, TimeProvider time, ILogger<DestinationRegistry> logger, RateLimitStore? rateLimits)
+    {
+        _rateLimits = rateLimits;
         _configuration = configuration;
         _logger = logger;
         _time = time;
@@ -120,8 +129,9 @@ internal sealed class DestinationRegistry : IDisposable
             d.Dispose();
     }
 
-    private static FrozenDictionary<string, Destination> Build(DispatcherOptions options) =>
-        options.Destinations.ToFrozenDictionary(kv => kv.Key, kv => new Destination(kv.Key, kv.Value), StringComparer.OrdinalIgnoreCase);
+    private FrozenDictionary<string, Destination> Build(DispatcherOptions options) =>
+        options.Destinations.ToFrozenDictionary(
+            kv => kv.Key, kv => new Destination(kv.Key, kv.Value, _rateLimits, _time), StringComparer.OrdinalIgnoreCase);
 
     public void Dispose()
     {

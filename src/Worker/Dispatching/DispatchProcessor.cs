@@ -75,8 +75,12 @@ internal sealed class DispatchProcessor(
             return;
         }
 
-        var outcome = await CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, cancellationToken);
-        await DecideAsync(attempt, outcome, cancellationToken);
+        var result = await destination.Policy.ExecuteAsync(
+            ct => CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, ct), cancellationToken);
+        if (result.Outcome is { } outcome)
+            await DecideAsync(attempt, outcome, cancellationToken);
+        else
+            await ParkAsync(attempt, result.ParkFor, result.ParkReason!, cancellationToken);
     }
 
     private async Task<AttemptOutcome> CallAsync(
@@ -96,6 +100,31 @@ internal sealed class DispatchProcessor(
         finally
         {
             metrics.InFlight.Dec();
+        }
+    }
+
+    /// <summary>
+    /// Held back by the destination's policies (at its concurrency cap, out of rate permits, breaker open):
+    /// hand the request back to the outbox for later, without counting an attempt or holding a worker slot.
+    /// </summary>
+    private async Task ParkAsync(DispatchAttemptContext attempt, TimeSpan delay, string reason, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        // Spread the returns so that parked requests do not all come back in the same instant.
+        var at = now + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
+        var command = attempt.Completion(outcome: null, DispatchState.Scheduled, reason: null, error: null, now) with
+        {
+            NextAttemptAt = at,
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, DispatcherJson.Serialize(attempt.Request), at, attempt.TraceParent),
+        };
+        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        {
+            attempt.Destination.Metrics.Parked(reason).Inc();
+            Log.Parked(logger, attempt.Request.RequestId, attempt.Destination.Name, reason, at);
+        }
+        else
+        {
+            Log.LeaseLost(logger, attempt.Request.RequestId);
         }
     }
 

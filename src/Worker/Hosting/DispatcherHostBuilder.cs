@@ -1,6 +1,7 @@
 using Dispatcher.Persistence;
 using Dispatcher.Persistence.Dispatches;
 using Dispatcher.Persistence.Outbox;
+using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Observability;
 using Microsoft.EntityFrameworkCore;
@@ -42,6 +43,7 @@ internal static class DispatcherHostBuilder
             o.UseNpgsql(sp.GetRequiredService<DispatcherDataSources>().Durable));
         builder.Services.AddSingleton<DispatchStore>();
         builder.Services.AddSingleton<OutboxStore>();
+        builder.Services.AddSingleton<RateLimitStore>();
     }
 
     /// <summary>

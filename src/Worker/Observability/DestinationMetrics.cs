@@ -10,6 +10,7 @@ internal sealed class DestinationMetrics(string destination)
 {
     private readonly ConcurrentDictionary<(string Outcome, string Reason), Counter.Child> _dispatches = new();
     private readonly ConcurrentDictionary<string, Counter.Child> _attempts = new();
+    private readonly ConcurrentDictionary<string, Counter.Child> _parked = new();
 
     public Gauge.Child InFlight { get; } = DispatcherMetrics.InFlight.WithLabels(destination);
 
@@ -25,6 +26,9 @@ internal sealed class DestinationMetrics(string destination)
 
     public Counter.Child Attempts(string result) =>
         _attempts.GetOrAdd(result, static (r, d) => DispatcherMetrics.Attempts.WithLabels(d, r), destination);
+
+    public Counter.Child Parked(string reason) =>
+        _parked.GetOrAdd(reason, static (r, d) => DispatcherMetrics.Parked.WithLabels(d, r), destination);
 
     public Counter.Child Dispatches(string outcome, string reason) =>
         _dispatches.GetOrAdd((outcome, reason), static (k, d) => DispatcherMetrics.Dispatches.WithLabels(d, k.Outcome, k.Reason), destination);

@@ -52,6 +52,10 @@ internal static class DispatcherMetrics
         "dispatcher_queue_depth", "Messages ready in a queue.",
         new GaugeConfiguration { LabelNames = ["queue"] });
 
+    public static readonly Counter Parked = Metrics.CreateCounter(
+        "dispatcher_parked_total", "Requests handed back to the outbox by a destination policy, without an attempt.",
+        new CounterConfiguration { LabelNames = ["destination", "reason"] });
+
     public static readonly Counter Duplicates = Metrics.CreateCounter(
         "dispatcher_duplicates_total", "Requests acknowledged without a call because their RequestId was terminal or in progress.",
         new CounterConfiguration { LabelNames = ["destination"] });

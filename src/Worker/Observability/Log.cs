@@ -30,6 +30,9 @@ internal static partial class Log
     [LoggerMessage(16, LogLevel.Warning, "PostgreSQL unavailable ({Error}); retrying in {DelayMs} ms")]
     public static partial void DatabaseUnavailable(ILogger logger, string error, int delayMs);
 
+    [LoggerMessage(17, LogLevel.Debug, "Dispatch {RequestId} to {Destination} parked ({Reason}) until {NextAttemptAt:O}")]
+    public static partial void Parked(ILogger logger, Guid requestId, string destination, string reason, DateTimeOffset nextAttemptAt);
+
     [LoggerMessage(20, LogLevel.Warning, "Outbox relay: publishing message {MessageId} failed, retry at {RetryAt:O}: {Error}")]
     public static partial void OutboxPublishFailed(ILogger logger, Guid messageId, DateTimeOffset retryAt, string error);
 

@@ -1,0 +1,93 @@
+using System.Threading.RateLimiting;
+using Dispatcher.Persistence.RateLimiting;
+using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Observability;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.RateLimiting;
+
+namespace Dispatcher.Worker.Resilience;
+
+/// <summary>
+/// The per-destination policies around one attempt, outermost first:
+/// a concurrency cap (Polly concurrency limiter, no queue: a destination at its cap parks the request instead of
+/// taking more worker slots), the fleet-wide rate limit (wait briefly for a permit, else park), and a circuit
+/// breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
+/// Breaker state is per worker: see docs/design.md.
+/// </summary>
+internal sealed class DestinationPolicy
+{
+    /// <summary>Longest wait for a rate permit while holding a destination slot; longer waits park.</summary>
+    private static readonly TimeSpan MaxPermitWait = TimeSpan.FromSeconds(1);
+
+    private readonly ResiliencePipeline _concurrency;
+    private readonly ResiliencePipeline<AttemptOutcome> _breaker;
+    private readonly SharedRateLimiter? _rateLimiter;
+    private readonly DestinationOptions _options;
+
+    public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
+    {
+        _options = options;
+        _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
+        _concurrency = new ResiliencePipelineBuilder { TimeProvider = time }
+            .AddConcurrencyLimiter(new ConcurrencyLimiterOptions { PermitLimit = options.MaxConcurrency, QueueLimit = 0 })
+            .Build();
+        var cb = options.CircuitBreaker;
+        _breaker = new ResiliencePipelineBuilder<AttemptOutcome> { TimeProvider = time }
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions<AttemptOutcome>
+            {
+                FailureRatio = cb.FailureRatio,
+                MinimumThroughput = cb.MinimumThroughput,
+                SamplingDuration = cb.SamplingDuration,
+                BreakDuration = cb.BreakDuration,
+                // Only what the downstream did counts: retriable failures (5xx, 408, 429, timeouts, connection errors).
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } o && RetryClassifier.IsRetriable(o)),
+                OnOpened = _ => { metrics.CircuitState.Set(1); return ValueTask.CompletedTask; },
+                OnHalfOpened = _ => { metrics.CircuitState.Set(2); return ValueTask.CompletedTask; },
+                OnClosed = _ => { metrics.CircuitState.Set(0); return ValueTask.CompletedTask; },
+            })
+            .Build();
+        metrics.CircuitState.Set(0);
+    }
+
+    public SharedRateLimiter? RateLimiter => _rateLimiter;
+
+    public async Task<PolicyResult> ExecuteAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _concurrency.ExecuteAsync(
+                static async (state, ct) => await state.self.RateLimitedAsync(state.attempt, ct),
+                (self: this, attempt),
+                cancellationToken);
+        }
+        catch (RateLimiterRejectedException)
+        {
+            return PolicyResult.Park(ConcurrencyParkDelay(), "MaxConcurrency reached");
+        }
+    }
+
+    private async ValueTask<PolicyResult> RateLimitedAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
+    {
+        if (_rateLimiter is not null && await _rateLimiter.TryAcquireAsync(MaxPermitWait, cancellationToken) is { } wait)
+            return PolicyResult.Park(wait, "rate limit");
+        try
+        {
+            var outcome = await _breaker.ExecuteAsync(
+                static async (attempt, ct) => await attempt(ct),
+                attempt,
+                cancellationToken);
+            return PolicyResult.Ran(outcome);
+        }
+        catch (BrokenCircuitException ex)
+        {
+            // Open: wait out the break; half-open with its probe in flight: come back shortly.
+            return PolicyResult.Park(ex.RetryAfter ?? TimeSpan.FromSeconds(1), "circuit open");
+        }
+    }
+
+    // A destination at its cap frees a slot within about one attempt; come back after a fraction of it.
+    private TimeSpan ConcurrencyParkDelay() =>
+        TimeSpan.FromTicks(Math.Clamp(_options.AttemptTimeout.Ticks / 10, TimeSpan.FromMilliseconds(200).Ticks, TimeSpan.FromSeconds(3).Ticks));
+}
