@@ -18,6 +18,14 @@ app.Configure(config =>
         b.SetDescription("Inspect dispatches.");
         b.AddCommand<DispatchesShowCommand>("show").WithDescription("A request's state, attempts and history.");
     });
+    config.AddBranch("dead-letters", b =>
+    {
+        b.SetDescription("Triage and replay dead letters.");
+        b.AddCommand<DeadLettersListCommand>("list").WithDescription("Counts by destination, reason, status and error, then the newest dead letters.");
+        b.AddCommand<DeadLettersShowCommand>("show").WithDescription("One dead letter in full (secrets redacted).");
+        b.AddCommand<DeadLettersReplayCommand>("replay").WithDescription("Start a new cycle for dead letters chosen by id or filter.")
+            .WithExample("dead-letters", "replay", "--destination", "payments", "--reason", "RetriesExhausted", "--rate", "20");
+    });
     config.AddCommand<DemoCommand>("demo").WithDescription("Run a worker against a local demo downstream with demo traffic, then print a summary.");
 });
 return await app.RunAsync(commandArgs);

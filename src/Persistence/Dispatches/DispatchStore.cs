@@ -75,16 +75,21 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         SELECT request_id FROM upd
         """;
 
-    // A request that is dead on arrival. ON CONFLICT DO NOTHING: a redelivery, or a request that reuses the
-    // RequestId of an existing dispatch, changes nothing and publishes nothing.
+    // A request that is dead on arrival. A redelivery, or a request that reuses the RequestId of an existing
+    // dispatch, changes nothing and publishes nothing (ON CONFLICT ... WHERE false for them). The one exception is
+    // the message that owns a Scheduled row (a replayed request that is still invalid, or whose destination is
+    // still unknown): that cycle ends as a dead letter again.
     private const string RejectSql = """
         WITH ins AS (
-            INSERT INTO dispatches (request_id, destination, state, reason, attempts, cycle, request, message_id,
-                                    last_error, trace_parent, created_at, updated_at, completed_at)
+            INSERT INTO dispatches AS d (request_id, destination, state, reason, attempts, cycle, request, message_id,
+                                         last_error, trace_parent, created_at, updated_at, completed_at)
             VALUES (@request_id, @destination, 'DeadLettered', @reason, 0, 0, @request::jsonb, @message_id,
                     @error, @trace_parent, @now, @now, @now)
-            ON CONFLICT (request_id) DO NOTHING
-            RETURNING request_id
+            ON CONFLICT (request_id) DO UPDATE
+            SET state = 'DeadLettered', reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
+                completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at, next_attempt_at = NULL
+            WHERE d.state = 'Scheduled' AND d.message_id = EXCLUDED.message_id
+            RETURNING d.request_id
         )
         INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
         SELECT @event_id, @event_kind, @event_payload::jsonb, @trace_parent, @now, @now, 0 FROM ins

@@ -40,6 +40,7 @@ internal static class AdminEndpoints
         });
         api.MapGet("/dispatches/{id:guid}", async (Guid id, DispatchViews views, CancellationToken ct) =>
             await views.GetAsync(id, ct) is { } view ? Results.Json(view, Dispatching.DispatcherJson.Options) : Results.NotFound());
+        api.MapDeadLetterEndpoints();
     }
 
     private sealed class PostgresHealthCheck(DispatcherDataSources dataSources) : IHealthCheck

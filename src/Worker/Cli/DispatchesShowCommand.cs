@@ -38,7 +38,7 @@ internal sealed class DispatchesShowCommand : AsyncCommand<DispatchesShowSetting
             return 0;
         });
 
-    private static void Render(DispatchView v)
+    public static void Render(DispatchView v)
     {
         var grid = new Grid().AddColumn().AddColumn();
         void Row(string k, object? value) => grid.AddRow(new Text(k, new Style(decoration: Decoration.Bold)), new Text(value?.ToString() ?? "-"));

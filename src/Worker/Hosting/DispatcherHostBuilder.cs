@@ -1,5 +1,6 @@
 using Dispatcher.Persistence;
 using Dispatcher.Persistence.Dispatches;
+using Dispatcher.Persistence.DeadLetters;
 using Dispatcher.Persistence.Outbox;
 using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
@@ -44,6 +45,7 @@ internal static class DispatcherHostBuilder
         builder.Services.AddSingleton<DispatchStore>();
         builder.Services.AddSingleton<OutboxStore>();
         builder.Services.AddSingleton<RateLimitStore>();
+        builder.Services.AddSingleton<DeadLetterStore>();
     }
 
     /// <summary>

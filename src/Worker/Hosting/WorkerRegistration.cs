@@ -1,5 +1,6 @@
 using Dispatcher.Persistence;
 using Dispatcher.Worker.Admin;
+using Dispatcher.Worker.DeadLetters;
 using Dispatcher.Worker.Destinations;
 using Dispatcher.Worker.Dispatching;
 using Dispatcher.Worker.Inspection;
@@ -22,6 +23,7 @@ internal static class WorkerRegistration
         services.AddSingleton<DurableRetry>();
         services.AddSingleton<DispatchProcessor>();
         services.AddSingleton<DispatchViews>();
+        services.AddSingleton<DeadLetterReplayer>();
         builder.AddDispatcherBus(consume: true);
         // After the bus: stops first on shutdown; whatever it leaves pending is published by the next relay.
         services.AddHostedService<OutboxRelay>();
