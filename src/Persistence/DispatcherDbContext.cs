@@ -13,6 +13,7 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
     public DbSet<DispatchAttempt> Attempts => Set<DispatchAttempt>();
     public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
     public DbSet<RateLimitBucket> RateLimitBuckets => Set<RateLimitBucket>();
+    public DbSet<WorkerHeartbeat> WorkerHeartbeats => Set<WorkerHeartbeat>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -85,6 +86,18 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
             e.HasKey(x => x.Destination);
             e.Property(x => x.Destination).HasColumnName("destination");
             e.Property(x => x.Tokens).HasColumnName("tokens");
+            e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+        });
+
+        modelBuilder.Entity<WorkerHeartbeat>(e =>
+        {
+            e.ToTable("worker_heartbeats");
+            e.HasKey(x => new { x.WorkerId, x.Destination });
+            e.Property(x => x.WorkerId).HasColumnName("worker_id");
+            e.Property(x => x.Destination).HasColumnName("destination");
+            e.Property(x => x.CircuitState).HasColumnName("circuit_state");
+            e.Property(x => x.InFlight).HasColumnName("in_flight");
+            e.Property(x => x.PermitsPerSecond).HasColumnName("permits_per_second");
             e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
         });
     }

@@ -13,6 +13,7 @@ app.Configure(config =>
     config.AddCommand<MigrateCommand>("migrate").WithDescription("Create or upgrade the database schema, then exit.");
     config.AddCommand<SendCommand>("send").WithDescription("Publish requests to the request queue.")
         .WithExample("send", "--destination", "payments", "--path", "/v1/charges", "--body", "{\"amount\":100}", "--count", "10");
+    config.AddCommand<StatusCommand>("status").WithDescription("Per destination: breaker, in flight, rate, waiting retries, dead letters; queues; outbox.");
     config.AddBranch("dispatches", b =>
     {
         b.SetDescription("Inspect dispatches.");

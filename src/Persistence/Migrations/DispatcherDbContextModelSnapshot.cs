@@ -244,6 +244,37 @@ namespace Dispatcher.Persistence.Migrations
 
                     b.ToTable("rate_limit_buckets", (string)null);
                 });
+
+            modelBuilder.Entity("Dispatcher.Persistence.Model.WorkerHeartbeat", b =>
+                {
+                    b.Property<string>("WorkerId")
+                        .HasColumnType("text")
+                        .HasColumnName("worker_id");
+
+                    b.Property<string>("Destination")
+                        .HasColumnType("text")
+                        .HasColumnName("destination");
+
+                    b.Property<int>("CircuitState")
+                        .HasColumnType("integer")
+                        .HasColumnName("circuit_state");
+
+                    b.Property<int>("InFlight")
+                        .HasColumnType("integer")
+                        .HasColumnName("in_flight");
+
+                    b.Property<double>("PermitsPerSecond")
+                        .HasColumnType("double precision")
+                        .HasColumnName("permits_per_second");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("WorkerId", "Destination");
+
+                    b.ToTable("worker_heartbeats", (string)null);
+                });
 #pragma warning restore 612, 618
         }
     }

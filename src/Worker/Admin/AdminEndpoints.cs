@@ -41,6 +41,8 @@ internal static class AdminEndpoints
         api.MapGet("/dispatches/{id:guid}", async (Guid id, DispatchViews views, CancellationToken ct) =>
             await views.GetAsync(id, ct) is { } view ? Results.Json(view, Dispatching.DispatcherJson.Options) : Results.NotFound());
         api.MapDeadLetterEndpoints();
+        api.MapGet("/status", async (Status.StatusReporter reporter, CancellationToken ct) =>
+            Results.Json(await reporter.BuildAsync(ct), Dispatching.DispatcherJson.Options));
     }
 
     private sealed class PostgresHealthCheck(DispatcherDataSources dataSources) : IHealthCheck

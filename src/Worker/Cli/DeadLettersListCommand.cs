@@ -43,7 +43,7 @@ internal sealed class DeadLettersListCommand : AsyncCommand<DeadLettersListSetti
             foreach (var d in items)
             {
                 list.AddRow(d.RequestId.ToString(), Markup.Escape(d.Destination), d.Reason ?? "-", d.StatusCode?.ToString() ?? "-",
-                    d.Attempts.ToString(), Markup.Escape($"{d.Method} {d.Path}"), d.CompletedAt?.ToString("O") ?? "-");
+                    d.Attempts.ToString(), Markup.Escape($"{d.Method} {d.Path}"), d.CompletedAt?.ToString("yyyy-MM-dd HH:mm:ss") ?? "-");
             }
             AnsiConsole.Write(list);
             return 0;

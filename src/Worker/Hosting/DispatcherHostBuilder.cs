@@ -2,6 +2,7 @@ using Dispatcher.Persistence;
 using Dispatcher.Persistence.Dispatches;
 using Dispatcher.Persistence.DeadLetters;
 using Dispatcher.Persistence.Outbox;
+using Dispatcher.Persistence.Status;
 using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Observability;
@@ -46,6 +47,7 @@ internal static class DispatcherHostBuilder
         builder.Services.AddSingleton<OutboxStore>();
         builder.Services.AddSingleton<RateLimitStore>();
         builder.Services.AddSingleton<DeadLetterStore>();
+        builder.Services.AddSingleton<StatusStore>();
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using Dispatcher.Worker.Destinations;
 using Dispatcher.Worker.Dispatching;
 using Dispatcher.Worker.Inspection;
 using Dispatcher.Worker.Outbox;
+using Dispatcher.Worker.Status;
 using Microsoft.EntityFrameworkCore;
 
 namespace Dispatcher.Worker.Hosting;
@@ -27,7 +28,16 @@ internal static class WorkerRegistration
         builder.AddDispatcherBus(consume: true);
         // After the bus: stops first on shutdown; whatever it leaves pending is published by the next relay.
         services.AddHostedService<OutboxRelay>();
+        builder.AddStatusReporting();
+        services.AddHostedService<WorkerHeartbeatService>();
         builder.AddAdminEndpoints();
+    }
+
+    /// <summary>What <c>status</c> and <c>GET /api/status</c> need.</summary>
+    public static void AddStatusReporting(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<QueueInspector>();
+        builder.Services.AddSingleton<StatusReporter>();
     }
 
     /// <summary>Fails the start, with a message naming the key, on invalid configuration or a schema that is not migrated.</summary>

@@ -33,6 +33,9 @@ internal static partial class Log
     [LoggerMessage(17, LogLevel.Debug, "Dispatch {RequestId} to {Destination} parked ({Reason}) until {NextAttemptAt:O}")]
     public static partial void Parked(ILogger logger, Guid requestId, string destination, string reason, DateTimeOffset nextAttemptAt);
 
+    [LoggerMessage(30, LogLevel.Warning, "Heartbeat failed: {Error}")]
+    public static partial void HeartbeatFailed(ILogger logger, string error);
+
     [LoggerMessage(20, LogLevel.Warning, "Outbox relay: publishing message {MessageId} failed, retry at {RetryAt:O}: {Error}")]
     public static partial void OutboxPublishFailed(ILogger logger, Guid messageId, DateTimeOffset retryAt, string error);
 

@@ -1,0 +1,58 @@
+using Dispatcher.Persistence.Status;
+using Dispatcher.Worker.Destinations;
+using Dispatcher.Worker.Observability;
+
+namespace Dispatcher.Worker.Status;
+
+/// <summary>
+/// Every few seconds: reports this worker's breaker states and calls in flight (they live in memory) for
+/// <c>status</c>, and refreshes the gauges that come from outside the process (queue depth for autoscalers,
+/// dead letters).
+/// </summary>
+internal sealed class WorkerHeartbeatService(
+    DestinationRegistry destinations, StatusStore status, QueueInspector queues, TimeProvider time, ILogger<WorkerHeartbeatService> logger)
+    : BackgroundService
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
+    private readonly string _workerId = $"{Environment.MachineName}:{Environment.ProcessId}";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Interval, time);
+        try
+        {
+            do
+            {
+                try
+                {
+                    await BeatAsync(stoppingToken);
+                }
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+                {
+                    Log.HeartbeatFailed(logger, ex.Message);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task BeatAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var rows = destinations.All.Select(d => new HeartbeatRow(_workerId, d.Name, (int)d.Metrics.CircuitState.Value,
+            (int)d.Metrics.InFlight.Value, d.Options.RateLimit.PermitsPerSecond, now)).ToList();
+        await status.BeatAsync(rows, cancellationToken);
+
+        foreach (var c in await status.CountsAsync(now, cancellationToken))
+            DispatcherMetrics.DeadLetters.WithLabels(c.Destination).Set(c.DeadLetters);
+        var queue = destinations.Options.Worker.QueueName;
+        foreach (var name in new[] { queue, queue + "_error" })
+        {
+            if (await queues.InspectAsync(name, cancellationToken) is { } info)
+                DispatcherMetrics.QueueDepth.WithLabels(name).Set(info.Messages);
+        }
+    }
+}
