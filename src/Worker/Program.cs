@@ -27,6 +27,12 @@ app.Configure(config =>
         b.AddCommand<DeadLettersReplayCommand>("replay").WithDescription("Start a new cycle for dead letters chosen by id or filter.")
             .WithExample("dead-letters", "replay", "--destination", "payments", "--reason", "RetriesExhausted", "--rate", "20");
     });
+    config.AddBranch("error-queue", b =>
+    {
+        b.SetDescription("Messages MassTransit put in dispatch-requests_error.");
+        b.AddCommand<ErrorQueueListCommand>("list").WithDescription("List them with the fault MassTransit recorded.");
+        b.AddCommand<ErrorQueueRequeueCommand>("requeue").WithDescription("Move them back to the request queue.");
+    });
     config.AddCommand<DemoCommand>("demo").WithDescription("Run a worker against a local demo downstream with demo traffic, then print a summary.");
 });
 return await app.RunAsync(commandArgs);

@@ -18,7 +18,7 @@ public sealed class TestBus : IAsyncDisposable
 {
     private readonly IBusControl _bus;
     private readonly IConnection _connection;
-    private readonly IChannel _channel;
+    private IChannel _channel;
     private readonly SemaphoreSlim _channelLock = new(1, 1);
 
     private TestBus(IBusControl bus, IConnection connection, IChannel channel)
@@ -96,6 +96,13 @@ public sealed class TestBus : IAsyncDisposable
         {
             return (await _channel.QueueDeclarePassiveAsync(queue)).MessageCount;
         }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
+            // 404: no such queue (yet). The broker closed the channel: open another.
+            _channel.Dispose();
+            _channel = await _connection.CreateChannelAsync();
+            return 0;
+        }
         finally
         {
             _channelLock.Release();
@@ -108,6 +115,8 @@ public sealed class TestBus : IAsyncDisposable
         await _channelLock.WaitAsync();
         try
         {
+            if (!_channel.IsOpen)
+                _channel = await _connection.CreateChannelAsync();
             foreach (var q in queues)
             {
                 await _channel.QueueDeleteAsync(q);
