@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
@@ -32,6 +33,8 @@ internal sealed class Destination : IDisposable
             UseCookies = false,
             UseProxy = false,
             AutomaticDecompression = DecompressionMethods.All,
+            // The attempt sets its own traceparent (DispatchTracing); the handler must not add another.
+            ActivityHeadersPropagator = DistributedContextPropagator.CreateNoOutputPropagator(),
         };
         Client = new HttpClient(_handler, disposeHandler: false) { Timeout = Timeout.InfiniteTimeSpan };
     }

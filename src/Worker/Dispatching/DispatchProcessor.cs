@@ -22,6 +22,7 @@ internal sealed class DispatchProcessor(
     public async Task ProcessAsync(IncomingDispatch incoming, CancellationToken cancellationToken)
     {
         var request = incoming.Request;
+        using var scope = logger.BeginScope(new DispatchLogScope(request.RequestId, request.Destination ?? "", DispatchTracing.TraceId(incoming.TraceParent)));
         var options = destinations.Options;
         var requestJson = DispatcherJson.Serialize(request);
 
@@ -88,9 +89,12 @@ internal sealed class DispatchProcessor(
     {
         var metrics = destination.Metrics;
         metrics.InFlight.Inc();
+        using var span = DispatchTracing.StartAttempt(attempt.TraceParent, destination.Name, prepared.Method.Method, out var traceParent);
         try
         {
-            var outcome = await caller.CallAsync(destination, prepared, attempt.Request.RequestId, maxStoredBytes, cancellationToken);
+            var outcome = await caller.CallAsync(destination, prepared, attempt.Request.RequestId, traceParent, maxStoredBytes, cancellationToken);
+            span?.SetTag("http.response.status_code", outcome.StatusCode);
+            span?.SetTag("dispatcher.attempt", attempt.Number);
             metrics.Attempts(outcome.Result.ToString()).Inc();
             metrics.AttemptDuration.Observe(outcome.Duration.TotalSeconds);
             Log.AttemptFinished(logger, attempt.Request.RequestId, destination.Name, attempt.Number, outcome.Result.ToString(),

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using Dispatcher.Contracts;
+using Dispatcher.Worker.Observability;
 using MassTransit;
 
 namespace Dispatcher.Worker.Dispatching;
@@ -13,6 +13,6 @@ internal sealed class DispatchRequestConsumer(DispatchProcessor processor) : ICo
                 context.Message,
                 context.MessageId,
                 context.ReceiveContext.Redelivered,
-                Activity.Current.TraceParent() ?? context.Headers.Get<string>("traceparent")),
+                DispatchTracing.ParentOf(context)),
             context.CancellationToken);
 }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text;
 using Dispatcher.Worker.Configuration;
@@ -15,7 +14,7 @@ namespace Dispatcher.Worker.Dispatching;
 internal sealed class DownstreamCaller(TimeProvider time, Redactor redactor)
 {
     public async Task<AttemptOutcome> CallAsync(
-        Destination destination, PreparedRequest prepared, Guid requestId, int maxStoredBytes, CancellationToken cancellationToken)
+        Destination destination, PreparedRequest prepared, Guid requestId, string? traceParent, int maxStoredBytes, CancellationToken cancellationToken)
     {
         var startedAt = time.GetUtcNow();
         var started = time.GetTimestamp();
@@ -23,7 +22,7 @@ internal sealed class DownstreamCaller(TimeProvider time, Redactor redactor)
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            using var message = BuildMessage(destination, prepared, requestId);
+            using var message = BuildMessage(destination, prepared, requestId, traceParent);
             using var response = await destination.Client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, linked.Token);
             var body = await ReadCappedAsync(response.Content, maxStoredBytes, linked.Token);
             var status = (int)response.StatusCode;
@@ -54,7 +53,7 @@ internal sealed class DownstreamCaller(TimeProvider time, Redactor redactor)
         }
     }
 
-    private static HttpRequestMessage BuildMessage(Destination destination, PreparedRequest prepared, Guid requestId)
+    private static HttpRequestMessage BuildMessage(Destination destination, PreparedRequest prepared, Guid requestId, string? traceParent)
     {
         var message = new HttpRequestMessage(prepared.Method, prepared.Url);
         if (prepared.Body is not null)
@@ -71,6 +70,11 @@ internal sealed class DownstreamCaller(TimeProvider time, Redactor redactor)
                 AddHeader(message, name, value);
         }
         message.Headers.TryAddWithoutValidation(destination.Options.IdempotencyHeader, requestId.ToString());
+        if (traceParent is not null)
+        {
+            message.Headers.Remove("traceparent");
+            message.Headers.TryAddWithoutValidation("traceparent", traceParent);
+        }
         return message;
     }
 
@@ -138,11 +142,4 @@ internal sealed class DownstreamCaller(TimeProvider time, Redactor redactor)
         var text = ex.HttpRequestError == HttpRequestError.Unknown ? ex.Message : $"{ex.HttpRequestError}: {ex.Message}";
         return ex.InnerException is { } inner && !text.Contains(inner.Message, StringComparison.Ordinal) ? $"{text} ({inner.Message})" : text;
     }
-}
-
-internal static class ActivityExtensions
-{
-    /// <summary>The W3C traceparent of the current activity, if any.</summary>
-    public static string? TraceParent(this Activity? activity) =>
-        activity is { IdFormat: ActivityIdFormat.W3C } ? activity.Id : null;
 }

@@ -8,7 +8,7 @@ using RabbitMQ.Client;
 namespace Dispatcher.Worker.Tests.Infrastructure;
 
 /// <summary>A received DispatchCompleted with its transport MessageId.</summary>
-public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event);
+public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event, string? TraceParent = null);
 
 /// <summary>
 /// The producer's and the subscriber's side of a test: sends requests (MassTransit envelope, plain JSON, raw
@@ -48,7 +48,7 @@ public sealed class TestBus : IAsyncDisposable
                 e.PrefetchCount = 200;
                 e.Handler<DispatchCompleted>(context =>
                 {
-                    self!.Events.GetOrAdd(context.Message.RequestId, _ => new()).Enqueue(new ReceivedEvent(context.MessageId, context.Message));
+                    self!.Events.GetOrAdd(context.Message.RequestId, _ => new()).Enqueue(new ReceivedEvent(context.MessageId, context.Message, context.Headers.Get<string>("traceparent")));
                     return Task.CompletedTask;
                 });
             });
@@ -65,19 +65,29 @@ public sealed class TestBus : IAsyncDisposable
         return self;
     }
 
-    public async Task SendEnvelopeAsync(string queue, DispatchRequest request)
+    public async Task SendEnvelopeAsync(string queue, DispatchRequest request, string? traceParent = null)
     {
         var endpoint = await _bus.GetSendEndpoint(new Uri($"queue:{queue}"));
-        await endpoint.Send(request);
+        await endpoint.Send(request, context =>
+        {
+            if (traceParent is not null)
+                context.Headers.Set("traceparent", traceParent);
+        });
     }
 
     /// <summary>Publishes the request as plain camelCase JSON, as a non-.NET producer would.</summary>
-    public Task PublishPlainJsonAsync(string queue, string json, string? messageId = null) =>
-        PublishRawAsync(queue, Encoding.UTF8.GetBytes(json), "application/json", messageId);
+    public Task PublishPlainJsonAsync(string queue, string json, string? messageId = null, string? traceParent = null) =>
+        PublishRawAsync(queue, Encoding.UTF8.GetBytes(json), "application/json", messageId, traceParent);
 
-    public async Task PublishRawAsync(string queue, byte[] body, string? contentType, string? messageId = null)
+    public async Task PublishRawAsync(string queue, byte[] body, string? contentType, string? messageId = null, string? traceParent = null)
     {
-        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true };
+        var properties = new BasicProperties
+        {
+            ContentType = contentType,
+            MessageId = messageId,
+            Persistent = true,
+            Headers = traceParent is null ? null : new Dictionary<string, object?> { ["traceparent"] = traceParent },
+        };
         await _channelLock.WaitAsync();
         try
         {
