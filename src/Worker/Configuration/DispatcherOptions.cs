@@ -18,6 +18,8 @@ public sealed class DispatcherOptions
 
     public LoggingOptions Logging { get; set; } = new();
 
+    public TracingOptions Tracing { get; set; } = new();
+
     /// <summary>Header names redacted in logs, outputs and events, on top of the built-in ones.</summary>
     public List<string> RedactedHeaders { get; set; } = [];
 }
@@ -143,4 +145,13 @@ public sealed class LoggingOptions
 
     /// <summary>Minimum level: Verbose, Debug, Information, Warning, Error, Fatal. Default: Information.</summary>
     public string Level { get; set; } = "Information";
+}
+
+public sealed class TracingOptions
+{
+    /// <summary><c>none</c>, <c>console</c> or <c>otlp</c>: where spans go (trace context is propagated either way). Default: none.</summary>
+    public string Exporter { get; set; } = "none";
+
+    /// <summary>OTLP endpoint when Exporter is otlp. Default: the exporter's own (http://localhost:4317).</summary>
+    public Uri? OtlpEndpoint { get; set; }
 }

@@ -50,6 +50,9 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
         if (!Enum.TryParse<Serilog.Events.LogEventLevel>(options.Logging.Level, ignoreCase: true, out _))
             errors.Add($"{root}:Logging:Level must be Verbose, Debug, Information, Warning, Error or Fatal, was '{options.Logging.Level}'.");
 
+        if (options.Tracing.Exporter is not ("none" or "console" or "otlp"))
+            errors.Add($"{root}:Tracing:Exporter must be none, console or otlp, was '{options.Tracing.Exporter}'.");
+
         if (string.IsNullOrWhiteSpace(options.Admin.Urls))
             errors.Add($"{root}:Admin:Urls must not be empty.");
         return errors;

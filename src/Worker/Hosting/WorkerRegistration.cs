@@ -4,6 +4,7 @@ using Dispatcher.Worker.DeadLetters;
 using Dispatcher.Worker.Destinations;
 using Dispatcher.Worker.Dispatching;
 using Dispatcher.Worker.Inspection;
+using Dispatcher.Worker.Observability;
 using Dispatcher.Worker.Outbox;
 using Dispatcher.Worker.Status;
 using Microsoft.EntityFrameworkCore;
@@ -31,6 +32,7 @@ internal static class WorkerRegistration
         builder.AddStatusReporting();
         services.AddHostedService<WorkerHeartbeatService>();
         builder.AddAdminEndpoints();
+        builder.AddDispatcherTracing();
     }
 
     /// <summary>What <c>status</c> and <c>GET /api/status</c> need.</summary>
