@@ -415,10 +415,26 @@ case "$cmd" in
   env)
     print_env
     ;;
+  # Fault injection (used by the fault-injection tests): stop one service hard, start it again.
+  kill-postgres)
+    if use_docker; then compose kill postgres; else
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null; log "postgres: stopped (immediate)"; fi
+    ;;
+  start-postgres)
+    if use_docker; then compose start postgres; wait_for postgres compose exec -T postgres pg_isready -q -h 127.0.0.1 -U postgres
+    else start_pg_native; fi
+    ;;
+  stop-rabbitmq)
+    if use_docker; then compose stop rabbitmq; else rabbitmqctl stop_app >/dev/null; log "rabbitmq: app stopped"; fi
+    ;;
+  start-rabbitmq)
+    if use_docker; then compose start rabbitmq; wait_for rabbitmq compose exec -T rabbitmq rabbitmq-diagnostics -q ping
+    else rabbitmqctl start_app >/dev/null; rabbitmqctl await_startup >/dev/null; log "rabbitmq: app started"; fi
+    ;;
   -h|--help|help)
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
     ;;
   *)
-    die "usage: $0 [start|stop|env]"
+    die "usage: $0 [start|stop|env|kill-postgres|start-postgres|stop-rabbitmq|start-rabbitmq]"
     ;;
 esac

@@ -7,7 +7,7 @@ namespace Dispatcher.Worker.Dispatching;
 
 /// <summary>A claimed request and the attempt this worker is about to make (or just made).</summary>
 internal sealed record DispatchAttemptContext(
-    DispatchRequest Request, Destination Destination, ClaimResult Claim, Guid LeaseToken, string? TraceParent)
+    DispatchRequest Request, string RequestJson, Destination Destination, ClaimResult Claim, Guid LeaseToken, string? TraceParent)
 {
     /// <summary>1-based number of this attempt within the cycle.</summary>
     public int Number => Claim.Attempts + 1;

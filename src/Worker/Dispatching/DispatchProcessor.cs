@@ -68,7 +68,7 @@ internal sealed class DispatchProcessor(
             return;
         }
 
-        var attempt = new DispatchAttemptContext(request, destination, claim, leaseToken, incoming.TraceParent);
+        var attempt = new DispatchAttemptContext(request, requestJson, destination, claim, leaseToken, incoming.TraceParent);
         if (request.Deadline is { } deadline && time.GetUtcNow() >= deadline)
         {
             await CompleteAsync(attempt, outcome: null, DeadLetterReason.DeadlineExceeded,
@@ -119,7 +119,7 @@ internal sealed class DispatchProcessor(
         var command = attempt.Completion(outcome: null, DispatchState.Scheduled, reason: null, error: null, now) with
         {
             NextAttemptAt = at,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, DispatcherJson.Serialize(attempt.Request), at, attempt.TraceParent),
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
         };
         if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
         {
@@ -158,7 +158,7 @@ internal sealed class DispatchProcessor(
         var command = attempt.Completion(outcome, DispatchState.Scheduled, reason: null, outcome.Error, now) with
         {
             NextAttemptAt = nextAt,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, DispatcherJson.Serialize(attempt.Request), nextAt, attempt.TraceParent),
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, nextAt, attempt.TraceParent),
         };
         if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
         {

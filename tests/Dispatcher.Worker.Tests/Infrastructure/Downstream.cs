@@ -4,7 +4,11 @@ using Microsoft.AspNetCore.Http;
 namespace Dispatcher.Worker.Tests.Infrastructure;
 
 /// <summary>One call the downstream received.</summary>
-public sealed record RecordedCall(string Method, string PathAndQuery, string? IdempotencyKey, IReadOnlyDictionary<string, string> Headers, string Body, DateTimeOffset At);
+public sealed record RecordedCall(string Method, string PathAndQuery, string? IdempotencyKey, IReadOnlyDictionary<string, string> Headers, string Body, DateTimeOffset At)
+{
+    /// <summary>The status the handler answered with, once it has (0 while in progress or when the connection was dropped).</summary>
+    public int Status { get; set; }
+}
 
 /// <summary>
 /// The partner API of a test: Kestrel on loopback, recording every call, answering with <see cref="Handler"/>.
@@ -32,14 +36,16 @@ public sealed class Downstream : IAsyncDisposable
         {
             using var reader = new StreamReader(context.Request.Body);
             var body = await reader.ReadToEndAsync(context.RequestAborted);
-            downstream.Calls.Enqueue(new RecordedCall(
+            var call = new RecordedCall(
                 context.Request.Method,
                 context.Request.Path + context.Request.QueryString,
                 context.Request.Headers["Idempotency-Key"].FirstOrDefault(),
                 context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
                 body,
-                DateTimeOffset.UtcNow));
+                DateTimeOffset.UtcNow);
+            downstream.Calls.Enqueue(call);
             await downstream.Handler(context);
+            call.Status = context.RequestAborted.IsCancellationRequested ? 0 : context.Response.StatusCode;
         });
         await app.StartAsync();
         downstream.BaseUrl = new Uri(app.Urls.First());

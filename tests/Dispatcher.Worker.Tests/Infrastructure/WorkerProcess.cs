@@ -79,6 +79,16 @@ public sealed class WorkerProcess : IAsyncDisposable
         await _process.WaitForExitAsync();
     }
 
+    /// <summary>SIGTERM: a graceful shutdown; waits for the process to exit and returns its exit code.</summary>
+    public async Task<int> TerminateAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
+    }
+
     private void Append(string? line)
     {
         if (line is null)

@@ -48,4 +48,35 @@ public sealed class CrashRecoveryTests(ServicesFixture services)
         var repeated = callsById.Values.Count(n => n > 1);
         Assert.True(repeated <= 32 * 2, $"{repeated} requests were called more than once; at most the in-flight ones may be");
     }
+
+    [Fact]
+    public async Task Sigterm_drains_in_flight_dispatches_before_the_worker_exits()
+    {
+        await using var s = await Scenario.StartAsync(services, startWorker: false);
+        var release = new TaskCompletionSource();
+        s.Downstream.Handler = async context =>
+        {
+            await release.Task.WaitAsync(context.RequestAborted);
+            context.Response.StatusCode = 200;
+        };
+        var requests = Enumerable.Range(0, 20).Select(i => s.NewRequest($"/slow/{i}")).ToList();
+
+        await using var worker = await WorkerProcess.StartAsync(s.Settings);
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => s.Downstream.Calls.Count == 20, TimeSpan.FromSeconds(30), "20 calls in flight");
+
+        var exited = worker.TerminateAsync(TimeSpan.FromSeconds(60));
+        // The worker is shutting down with 20 calls in flight; they answer now.
+        await Eventually.TrueAsync(() => worker.Output.Contains("shutting down", StringComparison.OrdinalIgnoreCase),
+            TimeSpan.FromSeconds(30), "the worker to begin its shutdown");
+        release.SetResult();
+        Assert.Equal(0, await exited);
+
+        // Everything in flight was recorded and acknowledged before the exit: nothing is left to redeliver.
+        var states = await s.StatesAsync();
+        Assert.All(requests, r => Assert.Equal("Succeeded", states[r.RequestId].State));
+        Assert.Equal(0u, await s.Bus.MessageCountAsync(s.Queue));
+        Assert.Equal(20, s.Downstream.Calls.Count);
+    }
 }
