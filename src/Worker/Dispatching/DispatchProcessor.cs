@@ -113,22 +113,12 @@ internal sealed class DispatchProcessor(
     /// </summary>
     private async Task ParkAsync(DispatchAttemptContext attempt, TimeSpan delay, string reason, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         // Spread the returns so that parked requests do not all come back in the same instant.
-        var at = now + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
-        var command = attempt.Completion(outcome: null, DispatchState.Scheduled, reason: null, error: null, now) with
-        {
-            NextAttemptAt = at,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
-        };
-        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
+        if (await RescheduleAsync(attempt, outcome: null, at, cancellationToken))
         {
             attempt.Destination.Metrics.Parked(reason).Inc();
             Log.Parked(logger, attempt.Request.RequestId, attempt.Destination.Name, reason, at);
-        }
-        else
-        {
-            Log.LeaseLost(logger, attempt.Request.RequestId);
         }
     }
 
@@ -154,21 +144,28 @@ internal sealed class DispatchProcessor(
 
     private async Task ScheduleRetryAsync(DispatchAttemptContext attempt, AttemptOutcome outcome, DateTimeOffset nextAt, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
-        var command = attempt.Completion(outcome, DispatchState.Scheduled, reason: null, outcome.Error, now) with
-        {
-            NextAttemptAt = nextAt,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, nextAt, attempt.TraceParent),
-        };
-        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        if (await RescheduleAsync(attempt, outcome, nextAt, cancellationToken))
         {
             attempt.Destination.Metrics.RetriesScheduled.Inc();
             Log.RetryScheduled(logger, attempt.Request.RequestId, attempt.Destination.Name, attempt.Number, outcome.Error, nextAt);
         }
-        else
+    }
+
+    /// <summary>
+    /// Commits the request as Scheduled with a copy of it in the outbox, due at <paramref name="at"/> (the durable,
+    /// delayed redelivery shared by retries and parking); false when another owner took the request over.
+    /// </summary>
+    private async Task<bool> RescheduleAsync(DispatchAttemptContext attempt, AttemptOutcome? outcome, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var command = attempt.Completion(outcome, DispatchState.Scheduled, reason: null, outcome?.Error, time.GetUtcNow()) with
         {
-            Log.LeaseLost(logger, attempt.Request.RequestId);
-        }
+            NextAttemptAt = at,
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
+        };
+        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+            return true;
+        Log.LeaseLost(logger, attempt.Request.RequestId);
+        return false;
     }
 
     private async Task CompleteAsync(

@@ -66,30 +66,15 @@ public sealed class FaultInjectionTests(ServicesFixture services, ITestOutputHel
     }
 
     [Fact]
-    public async Task RabbitMQ_stopped_and_started_mid_run_loses_nothing()
-    {
-        await using var s = await Scenario.StartAsync(services, Settings(), startWorker: false);
-        s.Downstream.Handler = DelayedOk(TimeSpan.FromMilliseconds(10));
-        await using var worker = await WorkerProcess.StartAsync(s.Settings);
-        var ids = await PublishAsync(s);
-        await Eventually.TrueAsync(() => s.Downstream.Calls.Count >= Requests / 3, Drain, "a third of the calls");
-        var faultAt = DateTimeOffset.UtcNow;
-        await ServiceControl.StopRabbitMqAsync();
-        try
-        {
-            await Task.Delay(Outage);
-        }
-        finally
-        {
-            await ServiceControl.StartRabbitMqAsync();
-        }
-        await s.WaitForTerminalAsync(ids, Drain);
-        var report = await CheckAsync("RabbitMQ stopped 3 s", s, ids, faultAt);
-        Assert.True(report.DuplicateSuccessfulCalls <= 32, $"{report.DuplicateSuccessfulCalls} requests had two successful calls");
-    }
+    public Task RabbitMQ_stopped_and_started_mid_run_loses_nothing() =>
+        OutageAsync("RabbitMQ stopped 3 s", ServiceControl.StopRabbitMqAsync, ServiceControl.StartRabbitMqAsync);
 
     [Fact]
-    public async Task PostgreSQL_stopped_immediately_and_started_mid_run_loses_nothing()
+    public Task PostgreSQL_stopped_immediately_and_started_mid_run_loses_nothing() =>
+        OutageAsync("PostgreSQL stopped (immediate) 3 s", ServiceControl.KillPostgresAsync, ServiceControl.StartPostgresAsync);
+
+    /// <summary>A third of the way through, one service goes away for <see cref="Outage"/> and comes back.</summary>
+    private async Task OutageAsync(string name, Func<Task> stop, Func<Task> start)
     {
         await using var s = await Scenario.StartAsync(services, Settings(), startWorker: false);
         s.Downstream.Handler = DelayedOk(TimeSpan.FromMilliseconds(10));
@@ -97,18 +82,20 @@ public sealed class FaultInjectionTests(ServicesFixture services, ITestOutputHel
         var ids = await PublishAsync(s);
         await Eventually.TrueAsync(() => s.Downstream.Calls.Count >= Requests / 3, Drain, "a third of the calls");
         var faultAt = DateTimeOffset.UtcNow;
-        await ServiceControl.KillPostgresAsync();
+        await stop();
         try
         {
             await Task.Delay(Outage);
         }
         finally
         {
-            await ServiceControl.StartPostgresAsync();
+            await start();
         }
         await s.WaitForTerminalAsync(ids, Drain);
-        var report = await CheckAsync("PostgreSQL stopped (immediate) 3 s", s, ids, faultAt);
-        Assert.True(report.DuplicateSuccessfulCalls <= 2 * 32, $"{report.DuplicateSuccessfulCalls} requests had two successful calls");
+        var report = await CheckAsync(name, s, ids, faultAt);
+        // Calls in flight when the broker went away cannot be acknowledged and are redelivered: at most one
+        // worker's concurrency of them may be called again.
+        Assert.True(report.DuplicateSuccessfulCalls <= 32, $"{report.DuplicateSuccessfulCalls} requests had two successful calls");
     }
 
     [Fact]
