@@ -13,12 +13,14 @@ public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn)
 /// </summary>
 public sealed class RateLimitStore(DispatcherDataSources dataSources)
 {
+    // A new bucket starts empty: the first calls to a destination ramp up at the steady rate instead of spending
+    // the burst while cold workers are still slow to get their first calls out (which bunches them).
     // Refill by the time elapsed on the database's clock (one clock for every worker), cap at the capacity,
     // then take up to @want whole permits, all under the row lock. Runs on the relaxed pool: losing an update
     // in a PostgreSQL crash can at worst hand out one lease twice.
     private const string TakeSql = """
         INSERT INTO rate_limit_buckets (destination, tokens, updated_at)
-        VALUES (@destination, @capacity, clock_timestamp())
+        VALUES (@destination, 0, clock_timestamp())
         ON CONFLICT (destination) DO NOTHING;
 
         WITH cur AS (

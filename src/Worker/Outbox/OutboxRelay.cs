@@ -84,8 +84,11 @@ internal sealed class OutboxRelay(
             var wait = _options.PollInterval;
             if (await store.NextDueAsync(cancellationToken) is { } due)
                 wait = TimeSpan.FromTicks(Math.Clamp((due - time.GetUtcNow()).Ticks, 0, wait.Ticks));
-            if (wait > TimeSpan.Zero)
-                await listener.WaitAsync(wait, cancellationToken);
+            // Npgsql waits in whole milliseconds and takes 0 as "forever": round up, so that a row due in under
+            // a millisecond is not left waiting for somebody else's NOTIFY.
+            var milliseconds = (int)Math.Ceiling(wait.TotalMilliseconds);
+            if (milliseconds > 0)
+                await listener.WaitAsync(milliseconds, cancellationToken);
         }
     }
 

@@ -1,0 +1,55 @@
+using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Tests.Infrastructure;
+
+namespace Dispatcher.Worker.Tests.Integration;
+
+[Collection(IntegrationCollection.Name)]
+public sealed class CircuitBreakerTests(ServicesFixture services)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task A_failing_destination_opens_the_breaker_which_parks_requests_without_calls_and_all_succeed_once_it_recovers()
+    {
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:MinimumThroughput"] = "4",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:FailureRatio"] = "0.5",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:SamplingDuration"] = "00:00:02",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:BreakDuration"] = "00:00:02",
+            ["Dispatcher:Destinations:{destination}:Retry:MaxAttempts"] = "50",
+            ["Dispatcher:Destinations:{destination}:Retry:BaseDelay"] = "00:00:00.100",
+            ["Dispatcher:Destinations:{destination}:Retry:MaxDelay"] = "00:00:00.500",
+        });
+        var recovered = 0;
+        s.Downstream.Handler = context =>
+        {
+            context.Response.StatusCode = Volatile.Read(ref recovered) == 1 ? 200 : 503;
+            return Task.CompletedTask;
+        };
+        var circuit = DispatcherMetrics.CircuitState.WithLabels(s.Destination);
+        var parkedByBreaker = DispatcherMetrics.Parked.WithLabels(s.Destination, "circuit open");
+        var requests = Enumerable.Range(0, 30).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        var ids = requests.Select(r => r.RequestId).ToList();
+
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => circuit.Value == 1, Timeout, "the breaker to open");
+        await Eventually.TrueAsync(() => parkedByBreaker.Value > 0, Timeout, "requests parked because the circuit is open");
+        Volatile.Write(ref recovered, 1);
+
+        await s.WaitForTerminalAsync(ids, Timeout);
+        var states = await s.StatesAsync();
+        Assert.All(ids, id => Assert.Equal("Succeeded", states[id].State));
+        Assert.Equal(0, await s.ScalarAsync("SELECT count(*) FROM dispatches WHERE state = 'DeadLettered'"));
+        await Eventually.TrueAsync(() => circuit.Value == 0, Timeout, "the breaker to close again");
+
+        // While open, the breaker held every call back: the 503s stopped for about BreakDuration, where retries
+        // alone (at most 500 ms apart for 30 requests) would have kept them coming.
+        var calls = s.Downstream.Calls.Select(c => c.At).Order().ToList();
+        var longestPause = calls.Zip(calls.Skip(1), (a, b) => b - a).Max();
+        Assert.True(longestPause >= TimeSpan.FromSeconds(1.5), $"the longest pause between calls was {longestPause.TotalMilliseconds:0} ms");
+        // A parked request spent no attempt: each request's attempts are exactly its calls.
+        Assert.All(ids, id => Assert.Equal(s.Downstream.CallsOf(id).Count, states[id].Attempts));
+    }
+}
