@@ -5,8 +5,8 @@ namespace Dispatcher.Persistence;
 /// <summary>
 /// The two connection pools of a worker. <see cref="Durable"/> is what every acknowledgement waits on.
 /// <see cref="Relaxed"/> runs with <c>synchronous_commit = off</c>: it serves writes whose loss in a
-/// PostgreSQL crash is harmless because no acknowledgement depends on them (claiming a request before the
-/// call: a lost claim just means the unacknowledged message is claimed again on redelivery).
+/// PostgreSQL crash is harmless (rate-limit leases, heartbeats). Claims are not among them: a claim lost in a
+/// crash would fence out the completion of the call it allowed, so claims commit durably (group-committed).
 /// </summary>
 public sealed class DispatcherDataSources : IAsyncDisposable
 {

@@ -98,7 +98,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
     /// <summary>Claims a batch of distinct RequestIds; the results are in the order of <paramref name="commands"/>.</summary>
     public async Task<ClaimResult[]> ClaimAsync(IReadOnlyList<ClaimCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var cmd = dataSources.Relaxed.CreateCommand(ClaimSql);
+        await using var cmd = dataSources.Durable.CreateCommand(ClaimSql);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.AddArray("request_ids", commands, c => c.RequestId);
         cmd.AddArray("destinations", commands, c => c.Destination);

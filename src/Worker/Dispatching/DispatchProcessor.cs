@@ -53,14 +53,17 @@ internal sealed class DispatchProcessor(
 
         var leaseToken = Guid.NewGuid();
         var now = time.GetUtcNow();
-        var claim = await durably.RunAsync(() => writer.ClaimAsync(new ClaimCommand(
+        // Built once: a claim retried after a lost connection must present the same owner and lease token, or it
+        // would find its own first (committed) claim and take itself for a duplicate.
+        var claimCommand = new ClaimCommand(
             request.RequestId,
             destination.Name,
             requestJson,
             incoming.MessageId ?? (incoming.Redelivered ? null : Guid.NewGuid()),
             leaseToken,
             now + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
-            incoming.TraceParent)), cancellationToken);
+            incoming.TraceParent);
+        var claim = await durably.RunAsync(() => writer.ClaimAsync(claimCommand), cancellationToken);
         if (!claim.Claimed)
         {
             destination.Metrics.Duplicates.Inc();
