@@ -58,7 +58,9 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
             e.Property(x => x.Result).HasColumnName("result").IsRequired();
             e.Property(x => x.StatusCode).HasColumnName("status_code");
             e.Property(x => x.Error).HasColumnName("error");
+            e.Property(x => x.LeaseToken).HasColumnName("lease_token");
             e.HasIndex(x => x.RequestId).HasDatabaseName("ix_dispatch_attempts_request_id");
+            e.HasIndex(x => x.LeaseToken).IsUnique().HasDatabaseName("ux_dispatch_attempts_lease_token");
         });
 
         modelBuilder.Entity<OutboxMessage>(e =>

@@ -62,9 +62,11 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
             WHERE d.request_id = u.request_id AND d.lease_token = u.lease_token
             RETURNING d.request_id
         ), att AS (
-            INSERT INTO dispatch_attempts (request_id, cycle, number, started_at, duration_ms, result, status_code, error)
+            INSERT INTO dispatch_attempts (request_id, cycle, number, started_at, duration_ms, result, status_code, error, lease_token)
             SELECT * FROM unnest(@a_request_ids, @a_cycles, @a_numbers, @a_started_ats, @a_durations, @a_results,
-                                 @a_status_codes, @a_errors)
+                                 @a_status_codes, @a_errors, @a_lease_tokens)
+            -- A completion retried after its commit's answer was lost must not record the same call twice.
+            ON CONFLICT (lease_token) DO NOTHING
         ), ob AS (
             INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
             SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
@@ -158,6 +160,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("a_results", attempts, c => c.Attempt!.Result);
         cmd.AddArray("a_status_codes", attempts, c => c.Attempt!.StatusCode);
         cmd.AddArray("a_errors", attempts, c => c.Attempt!.Error);
+        cmd.AddArray("a_lease_tokens", attempts, c => c.LeaseToken);
 
         cmd.AddArray("o_request_ids", outbox, c => c.RequestId);
         cmd.AddArray("o_message_ids", outbox, c => c.Outbox!.MessageId);

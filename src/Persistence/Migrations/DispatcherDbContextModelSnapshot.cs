@@ -43,6 +43,10 @@ namespace Dispatcher.Persistence.Migrations
                         .HasColumnType("text")
                         .HasColumnName("error");
 
+                    b.Property<Guid?>("LeaseToken")
+                        .HasColumnType("uuid")
+                        .HasColumnName("lease_token");
+
                     b.Property<int>("Number")
                         .HasColumnType("integer")
                         .HasColumnName("number");
@@ -65,6 +69,10 @@ namespace Dispatcher.Persistence.Migrations
                         .HasColumnName("status_code");
 
                     b.HasKey("Id");
+
+                    b.HasIndex("LeaseToken")
+                        .IsUnique()
+                        .HasDatabaseName("ux_dispatch_attempts_lease_token");
 
                     b.HasIndex("RequestId")
                         .HasDatabaseName("ix_dispatch_attempts_request_id");

@@ -13,4 +13,6 @@ public sealed class DispatchAttempt
     public string Result { get; set; } = "";
     public int? StatusCode { get; set; }
     public string? Error { get; set; }
+    /// <summary>The claim that made the call (one call per claim): makes recording the attempt idempotent.</summary>
+    public Guid? LeaseToken { get; set; }
 }
