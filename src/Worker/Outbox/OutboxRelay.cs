@@ -29,7 +29,13 @@ internal sealed class OutboxRelay(
     private readonly OutboxOptions _options = options.Value.Outbox;
     private readonly Uri _requestQueue = new($"queue:{options.Value.Worker.QueueName}");
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Relay loops per worker: one publishes while the other claims the next batch (SKIP LOCKED keeps them apart).</summary>
+    private const int Loops = 2;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(Enumerable.Range(0, Loops).Select(_ => Task.Run(() => LoopAsync(stoppingToken), CancellationToken.None)));
+
+    private async Task LoopAsync(CancellationToken stoppingToken)
     {
         var delay = TimeSpan.FromMilliseconds(500);
         while (!stoppingToken.IsCancellationRequested)
@@ -99,7 +105,8 @@ internal sealed class OutboxRelay(
         if (batch.Messages.Count == 0)
             return 0;
 
-        var results = await Task.WhenAll(batch.Messages.Select(m => PublishAsync(m, cancellationToken)));
+        // Publishes already begun are not cancelled by shutdown (they take milliseconds); the batch then commits.
+        var results = await Task.WhenAll(batch.Messages.Select(m => PublishAsync(m, CancellationToken.None)));
         var published = new List<long>(results.Length);
         var failed = new List<(long, string, DateTimeOffset)>();
         var now = time.GetUtcNow();
@@ -115,7 +122,7 @@ internal sealed class OutboxRelay(
             failed.Add((message.Id, results[i]!, retryAt));
             Log.OutboxPublishFailed(logger, message.MessageId, retryAt, results[i]!);
         }
-        await batch.CommitAsync(published, failed, now, cancellationToken);
+        await batch.CommitAsync(published, failed, now, CancellationToken.None);
         return batch.Messages.Count;
     }
 

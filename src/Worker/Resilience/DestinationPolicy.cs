@@ -87,7 +87,8 @@ internal sealed class DestinationPolicy
         }
     }
 
-    // A destination at its cap frees a slot within about one attempt; come back after a fraction of it.
+    // A destination at its cap frees a slot within about one attempt (or one permit wait); coming back much sooner
+    // only costs a park (claim, commit, outbox row, resend) again: a quarter of the attempt timeout, 0.5 s to 5 s.
     private TimeSpan ConcurrencyParkDelay() =>
-        TimeSpan.FromTicks(Math.Clamp(_options.AttemptTimeout.Ticks / 10, TimeSpan.FromMilliseconds(200).Ticks, TimeSpan.FromSeconds(3).Ticks));
+        TimeSpan.FromTicks(Math.Clamp(_options.AttemptTimeout.Ticks / 4, TimeSpan.FromMilliseconds(500).Ticks, TimeSpan.FromSeconds(5).Ticks));
 }

@@ -5,18 +5,20 @@ namespace Dispatcher.Worker.Resilience;
 
 /// <summary>
 /// The worker's side of a destination's fleet-wide rate limit: takes small leases of permits from the shared
-/// bucket in PostgreSQL and spends them locally. A leased permit not spent within <see cref="LeaseLifetime"/>
-/// is dropped, so a permit is always spent close to when the bucket granted it (what keeps every 1-second
-/// window within rate + burst across all workers).
+/// bucket in PostgreSQL and spends them locally. A lease asks only for what this worker's callers are waiting
+/// for (at most <see cref="LeaseWorth"/> of the rate), and a leased permit not spent within
+/// <see cref="LeaseLifetime"/> is dropped, so permits are spent right after the bucket granted them: that is what
+/// keeps every 1-second window within about rate + burst across all workers.
 /// </summary>
 #pragma warning disable CA1001 // The SemaphoreSlim never allocates a wait handle: nothing to dispose.
 internal sealed class SharedRateLimiter(string destination, RateLimitOptions options, RateLimitStore store, TimeProvider time)
 {
-    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(50);
     private readonly SemaphoreSlim _refill = new(1, 1);
     private readonly Lock _lock = new();
     private int _permits;
+    private int _waiting;
     private DateTimeOffset _expires;
 
     public double PermitsPerSecond => options.PermitsPerSecond;
@@ -31,16 +33,30 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     public async Task<TimeSpan?> TryAcquireAsync(TimeSpan maxWait, CancellationToken cancellationToken)
     {
         var deadline = time.GetUtcNow() + maxWait;
+        if (TryTakeLocal())
+            return null;
+        Interlocked.Increment(ref _waiting);
+        try
+        {
+            return await WaitForPermitAsync(deadline, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+    }
+
+    private async Task<TimeSpan?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
         while (true)
         {
-            if (TryTakeLocal())
-                return null;
             await _refill.WaitAsync(cancellationToken);
             try
             {
                 if (TryTakeLocal())
                     return null;
-                var want = (int)Math.Clamp(Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds), 1, Capacity);
+                var worth = Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds));
+                var want = (int)Math.Clamp(Volatile.Read(ref _waiting), 1, Math.Min(worth, Capacity));
                 var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
                 if (lease.Granted > 0)
                 {

@@ -40,12 +40,13 @@ public sealed class RateLimitTests(ServicesFixture services)
     {
         var run = await RunAsync(warmUp: false);
 
-        // The first second from the first call, as the downstream saw it and as the workers recorded it.
+        // The first second from the first call, as the workers recorded it (exact) and as the downstream saw it
+        // (give or take what a stall of this test process bunched together, as in the test above).
         var arrived = run.Arrivals.Count(at => at < run.Arrivals[0].AddSeconds(1));
         var started = run.Starts.Count(at => at < run.Starts[0].AddSeconds(1));
-        Assert.True(arrived <= Rate + Burst && started <= Rate + Burst,
+        Assert.True(started <= Rate + Burst && arrived <= Rate + Burst + run.Allowance,
             $"in the first second {arrived} calls arrived and {started} attempts started; the limit allows {Rate} + {Burst} " +
-            $"(worst stall of this process: {run.Stall.TotalMilliseconds:0} ms)");
+            $"(+{run.Allowance} at the downstream for a stall of {run.Stall.TotalMilliseconds:0} ms in this process)");
     }
 
     private sealed record Run(List<DateTimeOffset> Arrivals, List<DateTimeOffset> Starts, double ByFirst, double BySecond, TimeSpan Stall)
