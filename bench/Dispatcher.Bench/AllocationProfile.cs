@@ -14,6 +14,8 @@ internal sealed class AllocationProfile : EventListener
 
     public void Start() => _enabled = true;
 
+    public void Stop() => _enabled = false;
+
     protected override void OnEventSourceCreated(EventSource eventSource)
     {
         if (eventSource.Name == "Microsoft-Windows-DotNETRuntime")
@@ -39,6 +41,9 @@ internal sealed class AllocationProfile : EventListener
         Console.WriteLine("| type | KB/msg | share |");
         Console.WriteLine("|---|---:|---:|");
         foreach (var (type, bytes) in _bytesByType.OrderByDescending(kv => kv.Value).Take(top))
-            Console.WriteLine($"| `{type}` | {bytes / 1024.0 / messages:0.00} | {100.0 * bytes / total:0.0}% |");
+            Console.WriteLine($"| `{Shorten(type)}` | {bytes / 1024.0 / messages:0.00} | {100.0 * bytes / total:0.0}% |");
     }
+
+    // Async state machine boxes spell out every generic argument: keep the start, which names the method.
+    private static string Shorten(string type) => type.Length <= 140 ? type : type[..137] + "...";
 }

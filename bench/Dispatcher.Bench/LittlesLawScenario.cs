@@ -1,0 +1,106 @@
+using System.Net;
+using Dispatcher.Contracts;
+using Dispatcher.Worker.Observability;
+using MassTransit;
+
+namespace Dispatcher.Bench;
+
+/// <summary>
+/// Latency hiding: with a downstream that answers after 100 ms and 256 calls allowed in flight (worker and
+/// destination MaxConcurrency 256), Little's law allows 256 / 0.1 s = 2,560 dispatches/s. Measured from a preloaded
+/// queue as the steady rate (between 10 % and 90 % of the completions), next to a bare MassTransit consumer
+/// that makes the same HTTP call with the same concurrency (what the broker, the client and this machine allow
+/// without any of the Dispatcher's work), in the same run.
+/// </summary>
+internal static class LittlesLawScenario
+{
+    private const int Concurrency = 256;
+    private const int LatencyMs = 100;
+    private static readonly TimeSpan PhaseLimit = TimeSpan.FromSeconds(60);
+
+    public static async Task RunAsync(BenchEnvironment env, BenchOptions options)
+    {
+        var count = options.CountOr(15_000, 3_000);
+        var ideal = Concurrency / (LatencyMs / 1000.0);
+
+        Console.Error.WriteLine($"littles-law: bare MassTransit + HttpClient, {count} messages...");
+        var bare = await BareAsync(env, count);
+        Console.Error.WriteLine($"littles-law: Dispatcher, {count} requests...");
+        var dispatcher = await DispatcherAsync(env, count);
+
+        Console.WriteLine();
+        Console.WriteLine($"### littles-law ({count:N0} requests, downstream latency {LatencyMs} ms, concurrency {Concurrency}, {Environment.ProcessorCount} cores)");
+        Console.WriteLine();
+        Console.WriteLine("| path | dispatches/s (steady, 10–90 %) | over 256 / 0.1 s | downstream max in flight | bench process CPU ms/msg | wall s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| Little's law bound: {Concurrency} in flight / {LatencyMs / 1000.0:0.0} s | {ideal:N0} | 1.00 | {Concurrency} | | |");
+        Row("bare MassTransit consumer calling /delay/100 (HttpClient, 256 connections)", bare);
+        Row("Dispatcher end to end (claim, call, commit, event)", dispatcher);
+        Console.WriteLine();
+        var ratio = dispatcher.Rate / ideal;
+        Console.WriteLine($"Ratio Dispatcher / Little's law bound: **{ratio:0.00}** (target at least 0.9: {Harness.Pass(ratio >= 0.9)}). " +
+            $"Dispatcher / bare consumer: {dispatcher.Rate / bare.Rate:0.00}. CPU includes the bench's own bus and sampling; " +
+            "RabbitMQ, PostgreSQL and the downstream run in other processes on the same cores.");
+        if (!dispatcher.Progress.Reached || !bare.Progress.Reached)
+            Console.WriteLine($"(stopped at the {PhaseLimit.TotalSeconds:0} s limit: bare {bare.Progress.Final:N0}, Dispatcher {dispatcher.Progress.Final:N0} of {count:N0})");
+
+        void Row(string name, Run run) =>
+            Console.WriteLine($"| {name} | {run.Rate:N0} | {run.Rate / ideal:0.00} | {run.MaxInFlight} | {run.Measured.CpuMsPerMessage:0.000} | {run.Measured.Wall.TotalSeconds:0.0} |");
+    }
+
+    private sealed record Run(double Rate, Progress Progress, Measurement.Result Measured, int MaxInFlight);
+
+    private static async Task<Run> BareAsync(BenchEnvironment env, int count)
+    {
+        var queue = $"bench-ll-bare-{Guid.NewGuid():N}";
+        var key = Harness.NewName('b');
+        var path = $"/record/{key}/delay/{LatencyMs}";
+        await Harness.PreloadAsync(env, queue, Enumerable.Range(0, count).Select(_ => Harness.Request("bare", path)).ToList());
+
+        using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = Concurrency, UseProxy = false, UseCookies = false };
+        using var http = new HttpClient(handler) { BaseAddress = env.Downstream.BaseUrl, Timeout = TimeSpan.FromSeconds(30) };
+        var done = new long[1];
+        var bus = Harness.CreateBus(env, cfg => cfg.ReceiveEndpoint(queue, e =>
+        {
+            e.PrefetchCount = Concurrency;
+            e.ConcurrentMessageLimit = Concurrency;
+            e.Handler<DispatchRequest>(async context =>
+            {
+                using var response = await http.GetAsync(context.Message.Path, context.CancellationToken);
+                if (response.StatusCode == HttpStatusCode.OK)
+                    Interlocked.Increment(ref done[0]);
+            });
+        }));
+        var measurement = Measurement.Start();
+        await bus.StartAsync();
+        var progress = await Progress.WaitAsync(() => Interlocked.Read(ref done[0]), count, PhaseLimit);
+        var measured = measurement.Stop((int)Math.Max(1, progress.Final));
+        await bus.StopAsync();
+        await Harness.DeleteQueuesAsync(env, queue);
+        var stats = await env.Downstream.GetStatsAsync(key, withTimes: false);
+        return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight);
+    }
+
+    private static async Task<Run> DispatcherAsync(BenchEnvironment env, int count)
+    {
+        var queue = $"bench-ll-{Guid.NewGuid():N}";
+        var destination = Harness.NewName('l');
+        var path = $"/record/{destination}/delay/{LatencyMs}";
+        var postgres = await env.CreateDatabaseAsync();
+        await Harness.PreloadAsync(env, queue, Enumerable.Range(0, count).Select(_ => Harness.Request(destination, path)).ToList());
+
+        var succeeded = DispatcherMetrics.Dispatches.WithLabels(destination, nameof(DispatchOutcome.Succeeded), "");
+        var measurement = Measurement.Start();
+        await using (var worker = await InProcessWorker.StartAsync(env, postgres, queue, Concurrency,
+            InProcessWorker.Destination(destination, env.Downstream.BaseUrl,
+                ("MaxConcurrency", $"{Concurrency}"), ("RateLimit:PermitsPerSecond", "1000000"))))
+        {
+            var progress = await Progress.WaitAsync(() => succeeded.Value, count, PhaseLimit);
+            var measured = measurement.Stop((int)Math.Max(1, progress.Final));
+            await worker.StopAsync();
+            await Harness.DeleteQueuesAsync(env, queue);
+            var stats = await env.Downstream.GetStatsAsync(destination, withTimes: false);
+            return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight);
+        }
+    }
+}
