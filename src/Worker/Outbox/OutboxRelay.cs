@@ -29,13 +29,9 @@ internal sealed class OutboxRelay(
     private readonly OutboxOptions _options = options.Value.Outbox;
     private readonly Uri _requestQueue = new($"queue:{options.Value.Worker.QueueName}");
 
-    /// <summary>Relay loops per worker: one publishes while the other claims the next batch (SKIP LOCKED keeps them apart).</summary>
-    private const int Loops = 2;
-
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.WhenAll(Enumerable.Range(0, Loops).Select(_ => Task.Run(() => LoopAsync(stoppingToken), CancellationToken.None)));
-
-    private async Task LoopAsync(CancellationToken stoppingToken)
+    // One loop per worker: a second one (tried) wakes on the same NOTIFYs and mostly finds the rows locked by the
+    // first, which costs more round trips than it saves latency.
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var delay = TimeSpan.FromMilliseconds(500);
         while (!stoppingToken.IsCancellationRequested)
