@@ -100,14 +100,7 @@ internal sealed class ErrorQueueClient(IConfiguration configuration) : IAsyncDis
     {
         if (_connection is { IsOpen: true })
             return _connection;
-        var address = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq"));
-        var factory = new ConnectionFactory
-        {
-            HostName = address.Host, Port = address.Port, VirtualHost = address.VirtualHost,
-            UserName = address.Username, Password = address.Password,
-            Ssl = new SslOption { Enabled = address.UseTls, ServerName = address.Host },
-            ClientProvidedName = "dispatcher-error-queue",
-        };
+        var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-error-queue");
         _connection = await factory.CreateConnectionAsync(cancellationToken);
         return _connection;
     }

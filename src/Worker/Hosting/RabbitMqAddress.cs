@@ -25,6 +25,14 @@ internal sealed record RabbitMqAddress(string Host, ushort Port, string VirtualH
         return new RabbitMqAddress(uri.Host, (ushort)port, vhost.Length == 0 ? "/" : vhost, user, password, tls);
     }
 
+    /// <summary>A plain AMQP connection factory for this address (the worker's own tools: queue depth, error queue).</summary>
+    public RabbitMQ.Client.ConnectionFactory ConnectionFactory(string clientName) => new()
+    {
+        HostName = Host, Port = Port, VirtualHost = VirtualHost, UserName = Username, Password = Password,
+        Ssl = new RabbitMQ.Client.SslOption { Enabled = UseTls, ServerName = Host },
+        ClientProvidedName = clientName,
+    };
+
     /// <summary>The address without credentials, for logs and output.</summary>
     public override string ToString() => $"{(UseTls ? "amqps" : "amqp")}://{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}";
 }

@@ -56,14 +56,7 @@ internal sealed class QueueInspector(IConfiguration configuration) : IAsyncDispo
             return _channel;
         if (_connection is not { IsOpen: true })
         {
-            var address = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq"));
-            var factory = new ConnectionFactory
-            {
-                HostName = address.Host, Port = address.Port, VirtualHost = address.VirtualHost,
-                UserName = address.Username, Password = address.Password,
-                Ssl = new SslOption { Enabled = address.UseTls, ServerName = address.Host },
-                ClientProvidedName = "dispatcher-inspector",
-            };
+            var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-inspector");
             _connection = await factory.CreateConnectionAsync(cancellationToken);
         }
         _channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken);

@@ -17,12 +17,14 @@ public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event, str
 public sealed class TestBus : IAsyncDisposable
 {
     private readonly IBusControl _bus;
-    private readonly IConnection _connection;
+    private readonly ConnectionFactory _factory;
+    private IConnection _connection;
     private IChannel _channel;
     private readonly SemaphoreSlim _channelLock = new(1, 1);
 
-    private TestBus(IBusControl bus, IConnection connection, IChannel channel)
+    private TestBus(IBusControl bus, ConnectionFactory factory, IConnection connection, IChannel channel)
     {
+        _factory = factory;
         _bus = bus;
         _connection = connection;
         _channel = channel;
@@ -60,7 +62,7 @@ public sealed class TestBus : IAsyncDisposable
         };
         var connection = await factory.CreateConnectionAsync();
         var channel = await connection.CreateChannelAsync();
-        self = new TestBus(bus, connection, channel);
+        self = new TestBus(bus, factory, connection, channel);
         await bus.StartAsync();
         return self;
     }
@@ -109,8 +111,7 @@ public sealed class TestBus : IAsyncDisposable
         catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
         {
             // 404: no such queue (yet). The broker closed the channel: open another.
-            _channel.Dispose();
-            _channel = await _connection.CreateChannelAsync();
+            await ReopenAsync();
             return 0;
         }
         finally
@@ -126,7 +127,7 @@ public sealed class TestBus : IAsyncDisposable
         try
         {
             if (!_channel.IsOpen)
-                _channel = await _connection.CreateChannelAsync();
+                await ReopenAsync();
             foreach (var q in queues)
             {
                 await _channel.QueueDeleteAsync(q);
@@ -139,13 +140,27 @@ public sealed class TestBus : IAsyncDisposable
         }
     }
 
+    /// <summary>A new channel, on a new connection when the broker closed ours (a RabbitMQ restart in a fault test).</summary>
+    private async Task ReopenAsync()
+    {
+        _channel.Dispose();
+        if (!_connection.IsOpen)
+        {
+            _connection.Dispose();
+            _connection = await _factory.CreateConnectionAsync();
+        }
+        _channel = await _connection.CreateChannelAsync();
+    }
+
     public int EventCount(Guid requestId) => Events.TryGetValue(requestId, out var q) ? q.Count : 0;
 
     public async ValueTask DisposeAsync()
     {
         await _bus.StopAsync();
-        await _channel.CloseAsync();
-        await _connection.CloseAsync();
+        if (_channel.IsOpen)
+            await _channel.CloseAsync();
+        if (_connection.IsOpen)
+            await _connection.CloseAsync();
         _channel.Dispose();
         _connection.Dispose();
         _channelLock.Dispose();
