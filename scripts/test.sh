@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(scripts/services.sh)"
+if ! services="$(scripts/services.sh)"; then
+  echo "scripts/services.sh failed: RabbitMQ and PostgreSQL are not available" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+fi
+eval "$services"
 
 results="TestResults"
 rm -rf "$results"
