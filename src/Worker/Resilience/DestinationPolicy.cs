@@ -70,8 +70,17 @@ internal sealed class DestinationPolicy
 
     private async ValueTask<PolicyResult> RateLimitedAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
     {
-        if (_rateLimiter is not null && await _rateLimiter.TryAcquireAsync(MaxPermitWait, cancellationToken) is { } wait)
-            return PolicyResult.Park(wait, "rate limit");
+        try
+        {
+            if (_rateLimiter is not null && await _rateLimiter.TryAcquireAsync(MaxPermitWait, cancellationToken) is { } wait)
+                return PolicyResult.Park(wait, "rate limit");
+        }
+        catch (Exception ex) when (DurableRetry.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            // The shared bucket lives in PostgreSQL: while it is unreachable no permit can be had. Park (the park
+            // itself waits durably for the database) instead of letting the message fault into the error queue.
+            return PolicyResult.Park(TimeSpan.FromSeconds(1), "rate limit store unavailable");
+        }
         try
         {
             var outcome = await _breaker.ExecuteAsync(

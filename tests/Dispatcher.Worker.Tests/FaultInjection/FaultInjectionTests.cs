@@ -91,7 +91,32 @@ public sealed class FaultInjectionTests(ServicesFixture services, ITestOutputHel
         {
             await start();
         }
-        await s.WaitForTerminalAsync(ids, Drain);
+        try
+        {
+            await s.WaitForTerminalAsync(ids, Drain);
+        }
+        catch (TimeoutException)
+        {
+            // Say where the requests are stuck and what the worker said, not just that time ran out.
+            var states = await s.StatesAsync();
+            output.WriteLine(string.Join(", ", ids.GroupBy(id => states.TryGetValue(id, out var st) ? $"{st.State}/{st.Attempts}" : "missing")
+                .Select(g => $"{g.Key}: {g.Count()}")));
+            output.WriteLine($"outbox pending: {await s.ScalarAsync("SELECT count(*) FROM outbox WHERE published_at IS NULL")}, " +
+                $"queue: {await s.Bus.MessageCountAsync(s.Queue)}, error queue: {await s.Bus.MessageCountAsync(s.Queue + "_error")}");
+            var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["ConnectionStrings:RabbitMq"] = s.RabbitMq,
+                ["Dispatcher:Worker:QueueName"] = s.Queue,
+            }).Build();
+            await using (var errors = new Worker.ErrorQueue.ErrorQueueClient(configuration))
+            {
+                foreach (var fault in (await errors.ListAsync(3, CancellationToken.None)).Select(m => $"{m.FaultExceptionType}: {m.FaultMessage}").Distinct())
+                    output.WriteLine("error queue fault: " + fault);
+            }
+            output.WriteLine(string.Join('\n', worker.Output.Split('\n').Where(l => l.Contains("WRN", StringComparison.Ordinal)
+                || l.Contains("ERR", StringComparison.Ordinal) || l.Contains("FTL", StringComparison.Ordinal)).TakeLast(60)));
+            throw;
+        }
         var report = await CheckAsync(name, s, ids, faultAt);
         // Calls in flight when the broker went away cannot be acknowledged and are redelivered: at most one
         // worker's concurrency of them may be called again.
