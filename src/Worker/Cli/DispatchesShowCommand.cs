@@ -18,6 +18,10 @@ internal sealed class DispatchesShowSettings : ReadSettings
 internal sealed class DispatchesShowCommand : AsyncCommand<DispatchesShowSettings>
 {
     public override Task<int> ExecuteAsync(CommandContext context, DispatchesShowSettings settings, CancellationToken cancellationToken) =>
+        ShowAsync(settings, deadLettersOnly: false, cancellationToken);
+
+    /// <summary>Shared by <c>dispatches show</c> and <c>dead-letters show</c> (which refuses anything not dead-lettered).</summary>
+    public static Task<int> ShowAsync(DispatchesShowSettings settings, bool deadLettersOnly, CancellationToken cancellationToken) =>
         CommandRunner.GuardAsync(async () =>
         {
             var builder = DispatcherHostBuilder.Create(settings.Config, CliOverrides.Values, quietLogs: true);
@@ -29,16 +33,19 @@ internal sealed class DispatchesShowCommand : AsyncCommand<DispatchesShowSetting
                 Console.Error.WriteLine($"No dispatch with RequestId {settings.RequestId}.");
                 return 1;
             }
-            if (settings.Json)
+            if (deadLettersOnly && view.State != nameof(Persistence.Model.DispatchState.DeadLettered))
             {
-                Console.Out.WriteLine(DispatcherJson.Serialize(view));
-                return 0;
+                Console.Error.WriteLine($"Dispatch {settings.RequestId} is not a dead letter (state {view.State}).");
+                return 1;
             }
-            Render(view);
+            if (settings.Json)
+                Console.Out.WriteLine(DispatcherJson.Serialize(view));
+            else
+                Render(view);
             return 0;
         });
 
-    public static void Render(DispatchView v)
+    private static void Render(DispatchView v)
     {
         var grid = new Grid().AddColumn().AddColumn();
         void Row(string k, object? value) => grid.AddRow(new Text(k, new Style(decoration: Decoration.Bold)), new Text(value?.ToString() ?? "-"));
