@@ -56,6 +56,12 @@ public sealed record CompletionCommand
     public OutboxEntry? Outbox { get; init; }
 }
 
+/// <summary>
+/// What a completion found: <see cref="Applied"/> false when another owner took the row over (nothing was written
+/// but the attempt history); <see cref="OutboxId"/> is the outbox row written with it.
+/// </summary>
+public readonly record struct CompletionResult(bool Applied, long? OutboxId);
+
 /// <summary>A request dead-lettered on arrival (invalid or for an unknown destination): no call is made.</summary>
 public sealed record RejectCommand(
     Guid RequestId,

@@ -73,8 +73,13 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
             FROM unnest(@o_request_ids, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores)
                  AS o(request_id, message_id, kind, payload, trace_parent, not_before)
             JOIN upd ON upd.request_id = o.request_id
+            RETURNING id, message_id
         )
-        SELECT request_id FROM upd
+        -- The rows applied, then the outbox rows written (their ids let the worker hand its events to its own
+        -- publisher and mark them published without a search).
+        SELECT request_id, NULL::bigint, NULL::uuid FROM upd
+        UNION ALL
+        SELECT NULL, id, message_id FROM ob
         """;
 
     // A request that is dead on arrival. A redelivery, or a request that reuses the RequestId of an existing
@@ -130,8 +135,11 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         return results;
     }
 
-    /// <summary>Commits a batch of completions; returns, per command, whether it still owned its row.</summary>
-    public async Task<bool[]> CompleteAsync(IReadOnlyList<CompletionCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>
+    /// Commits a batch of completions; returns, per command, whether it still owned its row and the id of the
+    /// outbox row it wrote.
+    /// </summary>
+    public async Task<CompletionResult[]> CompleteAsync(IReadOnlyList<CompletionCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var attempts = commands.Where(c => c.Attempt is not null).ToList();
         var outbox = commands.Where(c => c.Outbox is not null).ToList();
@@ -169,16 +177,27 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("o_trace_parents", outbox, c => c.Outbox!.TraceParent);
         cmd.AddArray("o_not_befores", outbox, c => c.Outbox!.NotBefore);
 
-        var applied = new HashSet<Guid>();
+        var applied = new HashSet<Guid>(commands.Count);
+        var outboxIds = new Dictionary<Guid, long>(outbox.Count);
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
-                applied.Add(reader.GetGuid(0));
+            {
+                if (!reader.IsDBNull(0))
+                    applied.Add(reader.GetGuid(0));
+                else
+                    outboxIds[reader.GetGuid(2)] = reader.GetInt64(1);
+            }
         }
 
-        var results = new bool[commands.Count];
+        var results = new CompletionResult[commands.Count];
         for (var i = 0; i < commands.Count; i++)
-            results[i] = applied.Contains(commands[i].RequestId);
+        {
+            var c = commands[i];
+            results[i] = applied.Contains(c.RequestId)
+                ? new CompletionResult(true, c.Outbox is { } o && outboxIds.TryGetValue(o.MessageId, out var id) ? id : null)
+                : default;
+        }
         return results;
     }
 

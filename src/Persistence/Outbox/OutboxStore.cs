@@ -52,6 +52,20 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
         }
     }
 
+    /// <summary>
+    /// Marks rows that a worker published itself, right after the commit that wrote them (still pending ones only:
+    /// a relay may have published one too). Runs with <c>synchronous_commit = off</c>: a mark lost in a crash only
+    /// means that a relay publishes the event once more, with the same MessageId, when the row falls due.
+    /// </summary>
+    public async Task MarkPublishedAsync(IReadOnlyList<long> ids, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Relaxed.CreateCommand(
+            "UPDATE outbox SET published_at = @now WHERE id = ANY(@ids) AND published_at IS NULL");
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        cmd.Parameters.Add(new NpgsqlParameter<long[]>("ids", [.. ids]));
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>When the earliest pending row falls due (null: nothing pending).</summary>
     public async Task<DateTimeOffset?> NextDueAsync(CancellationToken cancellationToken)
     {

@@ -32,6 +32,7 @@ internal static class DispatcherDefaults
     public static readonly TimeSpan OutboxPollInterval = TimeSpan.FromSeconds(1);
     public const int OutboxBatchSize = 200;
     public static readonly TimeSpan OutboxRetention = TimeSpan.FromHours(1);
+    public static readonly TimeSpan OutboxHandoffGrace = TimeSpan.FromSeconds(5);
 
     public const string AdminUrls = "http://127.0.0.1:5080";
 }

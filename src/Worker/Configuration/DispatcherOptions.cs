@@ -127,6 +127,13 @@ public sealed class OutboxOptions
 
     /// <summary>How long published rows are kept before pruning. Default: 1 h.</summary>
     public TimeSpan Retention { get; set; } = DispatcherDefaults.OutboxRetention;
+
+    /// <summary>
+    /// A worker publishes its own DispatchCompleted events right after committing them; their outbox rows fall due
+    /// for the relays only this long after, as the fallback when that worker dies or falls behind first.
+    /// 0 turns the handoff off (the relays publish every event). Default: 5 s.
+    /// </summary>
+    public TimeSpan HandoffGrace { get; set; } = DispatcherDefaults.OutboxHandoffGrace;
 }
 
 public sealed class AdminOptions

@@ -43,6 +43,9 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
         Positive(errors, $"{root}:Outbox:PollInterval", o.PollInterval);
         Positive(errors, $"{root}:Outbox:BatchSize", o.BatchSize);
         Positive(errors, $"{root}:Outbox:Retention", o.Retention);
+        NotNegative(errors, $"{root}:Outbox:HandoffGrace", o.HandoffGrace);
+        if (o.HandoffGrace > TimeSpan.FromMinutes(10))
+            errors.Add($"{root}:Outbox:HandoffGrace must be at most 00:10:00 (a dead worker's events wait that long), was {o.HandoffGrace}.");
 
         var format = options.Logging.Format;
         if (format is not ("auto" or "text" or "json"))

@@ -3,6 +3,7 @@ using Dispatcher.Persistence.Dispatches;
 using Dispatcher.Persistence.Model;
 using Dispatcher.Worker.Destinations;
 using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Outbox;
 using Dispatcher.Worker.Resilience;
 
 namespace Dispatcher.Worker.Dispatching;
@@ -16,6 +17,7 @@ internal sealed class DispatchProcessor(
     DownstreamCaller caller,
     DispatchWriter writer,
     DurableRetry durably,
+    EventHandoff events,
     TimeProvider time,
     ILogger<DispatchProcessor> logger)
 {
@@ -165,7 +167,7 @@ internal sealed class DispatchProcessor(
             NextAttemptAt = at,
             Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
         };
-        if (await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        if ((await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken)).Applied)
             return true;
         Log.LeaseLost(logger, attempt.Request.RequestId);
         return false;
@@ -177,16 +179,23 @@ internal sealed class DispatchProcessor(
         var now = time.GetUtcNow();
         var state = reason is null ? DispatchState.Succeeded : DispatchState.DeadLettered;
         var completed = attempt.CompletedEvent(outcome, reason, error, now);
+        // Handed off: this worker publishes the event itself right after the commit; the row falls due for the
+        // relays only after the grace (see EventHandoff).
+        var eventId = Guid.NewGuid();
         var command = attempt.Completion(outcome, state, reason, error, now) with
         {
             CompletedAt = now,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Completed, DispatcherJson.Serialize(completed), now, attempt.TraceParent),
+            Outbox = new OutboxEntry(eventId, OutboxKinds.Completed, DispatcherJson.Serialize(completed),
+                events.Enabled ? now + events.Grace : now, attempt.TraceParent),
         };
-        if (!await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken))
+        var result = await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
+        if (!result.Applied)
         {
             Log.LeaseLost(logger, attempt.Request.RequestId);
             return;
         }
+        if (events.Enabled && result.OutboxId is { } outboxId)
+            events.TryHandOff(new HandedOffEvent(outboxId, eventId, completed, attempt.TraceParent));
 
         var outcomeLabel = completed.Outcome.ToString();
         var reasonLabel = reason?.ToString() ?? "";

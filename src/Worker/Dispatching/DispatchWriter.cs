@@ -10,22 +10,22 @@ internal sealed class DispatchWriter : IAsyncDisposable
     private readonly DispatchStore _store;
     private readonly TimeProvider _time;
     private readonly GroupCommit<ClaimCommand, ClaimResult> _claims;
-    private readonly GroupCommit<CompletionCommand, bool> _completions;
+    private readonly GroupCommit<CompletionCommand, CompletionResult> _completions;
 
     public DispatchWriter(DispatchStore store, TimeProvider time)
     {
         _store = store;
         _time = time;
         _claims = new GroupCommit<ClaimCommand, ClaimResult>(ClaimBatchAsync, MaxBatch, Writers);
-        _completions = new GroupCommit<CompletionCommand, bool>(
+        _completions = new GroupCommit<CompletionCommand, CompletionResult>(
             (batch, ct) => _store.CompleteAsync(batch, _time.GetUtcNow(), ct), MaxBatch, Writers);
     }
 
     /// <summary>Claims the request for this worker; false when it is a duplicate.</summary>
     public Task<ClaimResult> ClaimAsync(ClaimCommand command) => _claims.SubmitAsync(command);
 
-    /// <summary>Commits the new state with its attempt and outbox row; false when another owner took the row over.</summary>
-    public Task<bool> CompleteAsync(CompletionCommand command) => _completions.SubmitAsync(command);
+    /// <summary>Commits the new state with its attempt and outbox row; not applied when another owner took the row over.</summary>
+    public Task<CompletionResult> CompleteAsync(CompletionCommand command) => _completions.SubmitAsync(command);
 
     public Task<bool> RejectAsync(RejectCommand command, CancellationToken cancellationToken) =>
         _store.RejectAsync(command, cancellationToken);

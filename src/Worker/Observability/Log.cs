@@ -42,6 +42,12 @@ internal static partial class Log
     [LoggerMessage(21, LogLevel.Warning, "Outbox relay error, restarting in {DelayMs} ms")]
     public static partial void OutboxRelayError(ILogger logger, Exception exception, int delayMs);
 
+    [LoggerMessage(23, LogLevel.Warning, "Publishing {Count} completed events failed; the relays publish them when their rows fall due in {GraceSeconds} s")]
+    public static partial void HandoffPublishFailed(ILogger logger, int count, double graceSeconds);
+
+    [LoggerMessage(24, LogLevel.Warning, "Marking {Count} published events failed ({Error}); retried with the next batch")]
+    public static partial void HandoffMarkFailed(ILogger logger, int count, string error);
+
     [LoggerMessage(22, LogLevel.Information, "Outbox relay pruned {Count} published rows")]
     public static partial void OutboxPruned(ILogger logger, int count);
 }

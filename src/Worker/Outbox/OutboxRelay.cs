@@ -131,12 +131,12 @@ internal sealed class OutboxRelay(
             {
                 case OutboxKinds.Completed:
                     await bus.Publish(DispatcherJson.Deserialize<DispatchCompleted>(message.Payload),
-                        context => Stamp(context, message), cancellationToken);
+                        context => Stamp(context, message.MessageId, message.TraceParent), cancellationToken);
                     break;
                 case OutboxKinds.Request:
                     var endpoint = await bus.GetSendEndpoint(_requestQueue);
                     await endpoint.Send(DispatcherJson.Deserialize<DispatchRequest>(message.Payload),
-                        context => Stamp(context, message), cancellationToken);
+                        context => Stamp(context, message.MessageId, message.TraceParent), cancellationToken);
                     break;
                 default:
                     return $"Unknown outbox kind '{message.Kind}'.";
@@ -149,10 +149,11 @@ internal sealed class OutboxRelay(
         }
     }
 
-    private static void Stamp(SendContext context, PendingOutboxMessage message)
+    /// <summary>The outbox row's stable MessageId, and the trace it belongs to.</summary>
+    public static void Stamp(SendContext context, Guid messageId, string? traceParent)
     {
-        context.MessageId = message.MessageId;
-        if (message.TraceParent is not null)
-            context.Headers.Set("traceparent", message.TraceParent);
+        context.MessageId = messageId;
+        if (traceParent is not null)
+            context.Headers.Set("traceparent", traceParent);
     }
 }

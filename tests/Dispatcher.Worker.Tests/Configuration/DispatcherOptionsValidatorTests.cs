@@ -135,6 +135,8 @@ public sealed class DispatcherOptionsValidatorTests
         { "Dispatcher:Limits:MaxHeaderBytes", o => o.Limits.MaxHeaderBytes = 0 },
         { "Dispatcher:Outbox:PollInterval", o => o.Outbox.PollInterval = TimeSpan.Zero },
         { "Dispatcher:Outbox:BatchSize", o => o.Outbox.BatchSize = 0 },
+        { "Dispatcher:Outbox:HandoffGrace", o => o.Outbox.HandoffGrace = TimeSpan.FromSeconds(-1) },
+        { "Dispatcher:Outbox:HandoffGrace", o => o.Outbox.HandoffGrace = TimeSpan.FromMinutes(11) },
         { "Dispatcher:Outbox:Retention", o => o.Outbox.Retention = TimeSpan.Zero },
         { "Dispatcher:Admin:Urls", o => o.Admin.Urls = "" },
     };

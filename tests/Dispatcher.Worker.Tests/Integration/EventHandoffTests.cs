@@ -1,0 +1,143 @@
+using Dispatcher.Contracts;
+using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Tests.Infrastructure;
+using Npgsql;
+
+namespace Dispatcher.Worker.Tests.Integration;
+
+/// <summary>
+/// A worker publishes its own DispatchCompleted events right after the commit (EventHandoff); the outbox rows fall
+/// due for the relays only after Outbox:HandoffGrace, as the fallback for a worker that dies first.
+/// </summary>
+[Collection(IntegrationCollection.Name)]
+public sealed class EventHandoffTests(ServicesFixture services)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task The_worker_publishes_its_own_events_before_their_rows_fall_due_for_the_relays()
+    {
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Outbox:HandoffGrace"] = "00:00:30",
+        });
+        var requests = Enumerable.Range(0, 200).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => requests.All(r => s.Bus.EventCount(r.RequestId) >= 1), Timeout, "200 events");
+        await Eventually.TrueAsync(async () => await s.ScalarAsync("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0,
+            Timeout, "every row marked published");
+
+        // Published (and marked) long before any relay could have taken them: due 30 s after the commit.
+        var rows = await s.QueryAsync(
+            "SELECT message_id, extract(epoch FROM not_before - created_at), published_at < not_before FROM outbox WHERE kind = 'completed'",
+            r => (MessageId: r.GetGuid(0), Grace: r.GetDouble(1), Early: r.GetBoolean(2)));
+        Assert.Equal(200, rows.Count);
+        Assert.All(rows, r => Assert.InRange(r.Grace, 29.9, 30.1));
+        Assert.All(rows, r => Assert.True(r.Early));
+        // Each event once, with its row's MessageId.
+        var messageIds = rows.Select(r => r.MessageId).ToHashSet();
+        Assert.All(requests, r =>
+        {
+            var e = Assert.Single(s.Bus.Events[r.RequestId]);
+            Assert.Contains(e.MessageId!.Value, messageIds);
+            Assert.Equal(DispatchOutcome.Succeeded, e.Event.Outcome);
+        });
+    }
+
+    [Fact]
+    public async Task With_HandoffGrace_zero_the_relays_publish_every_event_once_due()
+    {
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Outbox:HandoffGrace"] = "00:00:00",
+        });
+        var requests = Enumerable.Range(0, 50).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => requests.All(r => s.Bus.EventCount(r.RequestId) >= 1), Timeout, "50 events");
+        await Eventually.TrueAsync(async () => await s.ScalarAsync("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0,
+            Timeout, "every row marked published");
+
+        Assert.Equal(50, await s.ScalarAsync("SELECT count(*) FROM outbox WHERE kind = 'completed' AND not_before <= created_at"));
+        Assert.Equal(50, await s.ScalarAsync("SELECT count(*) FROM outbox WHERE kind = 'completed' AND published_at >= not_before"));
+        Assert.All(requests, r => Assert.Single(s.Bus.Events[r.RequestId]));
+    }
+
+    [Fact]
+    public async Task Events_a_dead_worker_left_unpublished_are_published_by_a_relay_once_due_and_not_before()
+    {
+        // What a worker killed between its commit and its own publish leaves behind: committed 'completed' rows due
+        // in the future. The commit wakes no relay (the trigger notifies only for due rows and requests); a relay
+        // publishes each one when it falls due, and not earlier.
+        await using var s = await Scenario.StartAsync(services);
+        var due = DateTimeOffset.UtcNow.AddSeconds(2);
+        var ids = Enumerable.Range(0, 20).Select(_ => Guid.NewGuid()).ToList();
+        await using (var connection = new NpgsqlConnection(s.Postgres))
+        {
+            await connection.OpenAsync();
+            await using var cmd = new NpgsqlCommand("""
+                INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts)
+                SELECT gen_random_uuid(), 'completed', p::jsonb, @due, now(), 0 FROM unnest(@payloads) AS t(p)
+                """, connection);
+            cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("due", due));
+            cmd.Parameters.Add(new NpgsqlParameter<string[]>("payloads", [.. ids.Select(id => DispatcherJson.Serialize(new DispatchCompleted
+            {
+                RequestId = id,
+                Destination = s.Destination,
+                Outcome = DispatchOutcome.Succeeded,
+                Attempts = 1,
+                CompletedAt = due,
+            }))]));
+            await cmd.ExecuteNonQueryAsync();
+        }
+
+        await Eventually.TrueAsync(() => ids.All(id => s.Bus.EventCount(id) == 1), Timeout, "each leftover event to arrive once");
+        var early = await s.ScalarAsync("SELECT count(*) FROM outbox WHERE published_at < not_before");
+        Assert.Equal(0, early);
+    }
+
+    [Fact]
+    public async Task The_outbox_trigger_wakes_the_relays_only_for_rows_they_can_publish_now_or_must_schedule()
+    {
+        await using var s = await Scenario.StartAsync(services, startWorker: false);
+        await using var listener = new NpgsqlConnection(s.Postgres);
+        await listener.OpenAsync();
+        var wakeUps = 0;
+        var markers = 0;
+        listener.Notification += (_, e) =>
+        {
+            if (e.Payload == "marker")
+                Interlocked.Increment(ref markers);
+            else
+                Interlocked.Increment(ref wakeUps);
+        };
+        await using (var listen = new NpgsqlCommand("LISTEN dispatcher_outbox", listener))
+            await listen.ExecuteNonQueryAsync();
+
+        async Task<int> InsertAndCountAsync(string kind, string notBefore)
+        {
+            var before = Volatile.Read(ref wakeUps);
+            var markersBefore = Volatile.Read(ref markers);
+            await using var connection = new NpgsqlConnection(s.Postgres);
+            await connection.OpenAsync();
+            await using (var insert = new NpgsqlCommand(
+                $"INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts) VALUES (gen_random_uuid(), '{kind}', '{{}}', {notBefore}, now(), 0)",
+                connection))
+            {
+                await insert.ExecuteNonQueryAsync();
+            }
+            // A marker on the same channel, committed after the insert: notifications arrive in commit order, so
+            // once the marker is here the insert's own notification (if it sent one) has arrived too.
+            await using (var marker = new NpgsqlCommand("SELECT pg_notify('dispatcher_outbox', 'marker')", connection))
+                await marker.ExecuteNonQueryAsync();
+            while (Volatile.Read(ref markers) == markersBefore)
+                Assert.True(await listener.WaitAsync(TimeSpan.FromSeconds(10)), "the marker notification did not arrive");
+            return Volatile.Read(ref wakeUps) - before;
+        }
+
+        Assert.Equal(0, await InsertAndCountAsync("completed", "now() + interval '5 seconds'"));
+        Assert.Equal(1, await InsertAndCountAsync("completed", "now()"));
+        Assert.Equal(1, await InsertAndCountAsync("request", "now() + interval '5 seconds'"));
+    }
+}
