@@ -50,13 +50,13 @@ internal static class WorkerRegistration
         public async Task StartAsync(CancellationToken cancellationToken)
         {
             _ = services.GetRequiredService<DestinationRegistry>();
-            await using var scope = services.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<DispatcherDbContext>();
-            var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
-            if (pending.Count > 0)
+            // Plain SQL, not EF Core's GetPendingMigrations: see SchemaVersion.
+            var applied = await SchemaVersion.LatestAppliedAsync(services.GetRequiredService<DispatcherDataSources>().Durable, cancellationToken);
+            if (applied is null || string.CompareOrdinal(applied, SchemaVersion.Latest) < 0)
             {
                 throw new InvalidOperationException(
-                    $"The database schema is not up to date (pending: {string.Join(", ", pending)}). Run the 'migrate' command first.");
+                    $"The database schema is not up to date (latest migration applied: {applied ?? "none"}; this worker needs " +
+                    $"{SchemaVersion.Latest}). Run the 'migrate' command first.");
             }
         }
 

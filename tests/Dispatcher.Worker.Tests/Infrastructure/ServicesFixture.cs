@@ -63,6 +63,16 @@ public sealed class ServicesFixture : IAsyncLifetime
         return ConnectionStringFor(name);
     }
 
+    /// <summary>A new database with no schema at all (never migrated).</summary>
+    public async Task<string> CreateEmptyDatabaseAsync()
+    {
+        var name = "dispatcher_test_" + Guid.NewGuid().ToString("N")[..12];
+        await ExecuteAsync($"CREATE DATABASE {name}");
+        lock (_databases)
+            _databases.Add(name);
+        return ConnectionStringFor(name);
+    }
+
     public string ConnectionStringFor(string database) =>
         new NpgsqlConnectionStringBuilder(_adminConnectionString) { Database = database, Pooling = true, MaxPoolSize = 100 }.ConnectionString;
 
