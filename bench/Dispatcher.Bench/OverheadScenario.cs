@@ -46,7 +46,7 @@ internal static class OverheadScenario
         Row($"Dispatcher: publish → `completed_at` − {LatencyMs} ms", recorded);
         Row($"Dispatcher: publish → DispatchCompleted received − {LatencyMs} ms", evented);
         Row("where the time goes: `completed_at` → its outbox row's `created_at` (waiting for a group-commit writer)", run.ToStatement);
-        Row("… outbox `created_at` → `published_at` (statement and commit, relay wake-up, claim, publish with confirm)", run.ToPublished);
+        Row("… outbox `created_at` → `published_at` (statement and commit, the worker's own publish with confirm, the mark)", run.ToPublished);
         Row("… outbox `published_at` → event received (broker, subscriber; can be negative: set after the confirms)", run.ToReceived);
         Console.WriteLine();
         var p99 = Harness.Percentile(evented, 99);
