@@ -53,6 +53,28 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
     }
 
     /// <summary>
+    /// Writes messages into the outbox on their own, durably, in one statement: requests held back before they were
+    /// claimed (see DispatchProcessor), to be sent again when due. Their trigger NOTIFY wakes the relays.
+    /// </summary>
+    public async Task<bool[]> InsertAsync(IReadOnlyList<Dispatches.OutboxEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.Durable.CreateCommand("""
+            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
+            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
+            FROM unnest(@message_ids, @kinds, @payloads, @trace_parents, @not_befores)
+                 AS o(message_id, kind, payload, trace_parent, not_before)
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        cmd.AddArray("message_ids", entries, e => e.MessageId);
+        cmd.AddArray("kinds", entries, e => e.Kind);
+        cmd.AddArray("payloads", entries, e => e.Payload);
+        cmd.AddArray("trace_parents", entries, e => e.TraceParent);
+        cmd.AddArray("not_befores", entries, e => e.NotBefore);
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+        return [.. entries.Select(_ => true)];
+    }
+
+    /// <summary>
     /// Marks rows that a worker published itself, right after the commit that wrote them (still pending ones only:
     /// a relay may have published one too). Runs with <c>synchronous_commit = off</c>: a mark lost in a crash only
     /// means that a relay publishes the event once more, with the same MessageId, when the row falls due.

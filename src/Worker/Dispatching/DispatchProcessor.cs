@@ -53,6 +53,19 @@ internal sealed class DispatchProcessor(
             return;
         }
 
+        // Held back before the claim: a destination at its cap or with its breaker open would park the request right
+        // after claiming it. Writing it back into the outbox unclaimed costs one insert instead of a claim and a
+        // completion. It keeps its MessageId, so a row this message owns (a redelivery, a scheduled retry or
+        // replay) stays its own; a redelivered message without one takes the usual path (its claim takes over),
+        // and so does a request past its Deadline (it is dead-lettered now rather than later).
+        if (destination.Policy.ShouldHoldBack(out var holdFor, out var holdReason)
+            && (incoming.MessageId is not null || !incoming.Redelivered)
+            && !(request.Deadline is { } due && time.GetUtcNow() >= due))
+        {
+            await HoldBackAsync(incoming, destination, requestJson, holdFor, holdReason, cancellationToken);
+            return;
+        }
+
         var leaseToken = Guid.NewGuid();
         var now = time.GetUtcNow();
         // Built once: a claim retried after a lost connection must present the same owner and lease token, or it
@@ -125,6 +138,16 @@ internal sealed class DispatchProcessor(
             attempt.Destination.Metrics.Parked(reason).Inc();
             Log.Parked(logger, attempt.Request.RequestId, attempt.Destination.Name, reason, at);
         }
+    }
+
+    private async Task HoldBackAsync(
+        IncomingDispatch incoming, Destination destination, string requestJson, TimeSpan delay, string reason, CancellationToken cancellationToken)
+    {
+        var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
+        var entry = new OutboxEntry(incoming.MessageId ?? Guid.NewGuid(), OutboxKinds.Request, requestJson, at, incoming.TraceParent);
+        await durably.RunAsync(() => writer.HoldBackAsync(entry), cancellationToken);
+        destination.Metrics.Parked(reason).Inc();
+        Log.Parked(logger, incoming.Request.RequestId, destination.Name, reason, at);
     }
 
     private Task DecideAsync(DispatchAttemptContext attempt, AttemptOutcome outcome, CancellationToken cancellationToken)

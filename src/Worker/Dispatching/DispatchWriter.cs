@@ -1,4 +1,5 @@
 using Dispatcher.Persistence.Dispatches;
+using Dispatcher.Persistence.Outbox;
 
 namespace Dispatcher.Worker.Dispatching;
 
@@ -11,14 +12,16 @@ internal sealed class DispatchWriter : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly GroupCommit<ClaimCommand, ClaimResult> _claims;
     private readonly GroupCommit<CompletionCommand, CompletionResult> _completions;
+    private readonly GroupCommit<OutboxEntry, bool> _holdBacks;
 
-    public DispatchWriter(DispatchStore store, TimeProvider time)
+    public DispatchWriter(DispatchStore store, OutboxStore outbox, TimeProvider time)
     {
         _store = store;
         _time = time;
         _claims = new GroupCommit<ClaimCommand, ClaimResult>(ClaimBatchAsync, MaxBatch, Writers);
         _completions = new GroupCommit<CompletionCommand, CompletionResult>(
             (batch, ct) => _store.CompleteAsync(batch, _time.GetUtcNow(), ct), MaxBatch, Writers);
+        _holdBacks = new GroupCommit<OutboxEntry, bool>((batch, ct) => outbox.InsertAsync(batch, _time.GetUtcNow(), ct), MaxBatch, 1);
     }
 
     /// <summary>Claims the request for this worker; false when it is a duplicate.</summary>
@@ -26,6 +29,9 @@ internal sealed class DispatchWriter : IAsyncDisposable
 
     /// <summary>Commits the new state with its attempt and outbox row; not applied when another owner took the row over.</summary>
     public Task<CompletionResult> CompleteAsync(CompletionCommand command) => _completions.SubmitAsync(command);
+
+    /// <summary>Writes an unclaimed request back into the outbox, due later (see DispatchProcessor.HoldBackAsync).</summary>
+    public Task<bool> HoldBackAsync(OutboxEntry entry) => _holdBacks.SubmitAsync(entry);
 
     public Task<bool> RejectAsync(RejectCommand command, CancellationToken cancellationToken) =>
         _store.RejectAsync(command, cancellationToken);
@@ -60,5 +66,6 @@ internal sealed class DispatchWriter : IAsyncDisposable
     {
         await _claims.DisposeAsync();
         await _completions.DisposeAsync();
+        await _holdBacks.DisposeAsync();
     }
 }

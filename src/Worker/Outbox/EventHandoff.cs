@@ -84,11 +84,12 @@ internal sealed class EventHandoff(
             await store.MarkPublishedAsync(_unmarked, time.GetUtcNow(), CancellationToken.None);
             _unmarked.Clear();
         }
-        catch (Exception ex) when (Dispatching.DurableRetry.IsTransient(ex))
+        catch (Exception ex)
         {
-            // Kept for the next batch; past the bound, the relays publish those events again (same MessageIds).
+            // Never fatal to the worker: an unmarked row only means a relay publishes that event again (same
+            // MessageId) once it falls due. A transient failure keeps the ids for the next batch, up to a bound.
             Log.HandoffMarkFailed(logger, _unmarked.Count, ex.Message);
-            if (_unmarked.Count > MaxUnmarked)
+            if (!Dispatching.DurableRetry.IsTransient(ex) || _unmarked.Count > MaxUnmarked)
                 _unmarked.Clear();
         }
     }

@@ -18,6 +18,9 @@ namespace Dispatcher.Worker.Resilience;
 /// </summary>
 internal sealed class DestinationPolicy
 {
+    public const string AtCapacity = "MaxConcurrency reached";
+    public const string CircuitOpen = "circuit open";
+
     /// <summary>Longest wait for a rate permit while holding a destination slot; longer waits park.</summary>
     private static readonly TimeSpan MaxPermitWait = TimeSpan.FromSeconds(1);
 
@@ -25,10 +28,14 @@ internal sealed class DestinationPolicy
     private readonly ResiliencePipeline<AttemptOutcome> _breaker;
     private readonly SharedRateLimiter? _rateLimiter;
     private readonly DestinationOptions _options;
+    private readonly TimeProvider _time;
+    private int _inFlight;
+    private long _openUntilTicks;
 
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
     {
         _options = options;
+        _time = time;
         _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
         _concurrency = new ResiliencePipelineBuilder { TimeProvider = time }
             .AddConcurrencyLimiter(new ConcurrencyLimiterOptions { PermitLimit = options.MaxConcurrency, QueueLimit = 0 })
@@ -43,9 +50,24 @@ internal sealed class DestinationPolicy
                 BreakDuration = cb.BreakDuration,
                 // Only what the downstream did counts: retriable failures (5xx, 408, 429, timeouts, connection errors).
                 ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } o && RetryClassifier.IsRetriable(o)),
-                OnOpened = _ => { metrics.CircuitState.Set(1); return ValueTask.CompletedTask; },
-                OnHalfOpened = _ => { metrics.CircuitState.Set(2); return ValueTask.CompletedTask; },
-                OnClosed = _ => { metrics.CircuitState.Set(0); return ValueTask.CompletedTask; },
+                OnOpened = args =>
+                {
+                    Volatile.Write(ref _openUntilTicks, (time.GetUtcNow() + args.BreakDuration).UtcTicks);
+                    metrics.CircuitState.Set(1);
+                    return ValueTask.CompletedTask;
+                },
+                OnHalfOpened = _ =>
+                {
+                    Volatile.Write(ref _openUntilTicks, 0);
+                    metrics.CircuitState.Set(2);
+                    return ValueTask.CompletedTask;
+                },
+                OnClosed = _ =>
+                {
+                    Volatile.Write(ref _openUntilTicks, 0);
+                    metrics.CircuitState.Set(0);
+                    return ValueTask.CompletedTask;
+                },
             })
             .Build();
         metrics.CircuitState.Set(0);
@@ -53,18 +75,55 @@ internal sealed class DestinationPolicy
 
     public SharedRateLimiter? RateLimiter => _rateLimiter;
 
+    /// <summary>
+    /// A cheap look before the claim: true when a request would be parked right away (the destination is at its
+    /// concurrency cap, or its breaker is open), with how long to hold it back. Only a hint: a request that passes
+    /// may still be parked by <see cref="ExecuteAsync"/> if the state changed in between.
+    /// </summary>
+    public bool ShouldHoldBack(out TimeSpan delay, out string reason)
+    {
+        var openUntil = Volatile.Read(ref _openUntilTicks);
+        var now = _time.GetUtcNow().UtcTicks;
+        if (openUntil > now)
+        {
+            delay = TimeSpan.FromTicks(openUntil - now);
+            reason = CircuitOpen;
+            return true;
+        }
+        if (Volatile.Read(ref _inFlight) >= _options.MaxConcurrency)
+        {
+            delay = ConcurrencyParkDelay();
+            reason = AtCapacity;
+            return true;
+        }
+        delay = TimeSpan.Zero;
+        reason = "";
+        return false;
+    }
+
     public async Task<PolicyResult> ExecuteAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
     {
         try
         {
             return await _concurrency.ExecuteAsync(
-                static async (state, ct) => await state.self.RateLimitedAsync(state.attempt, ct),
+                static async (state, ct) =>
+                {
+                    Interlocked.Increment(ref state.self._inFlight);
+                    try
+                    {
+                        return await state.self.RateLimitedAsync(state.attempt, ct);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref state.self._inFlight);
+                    }
+                },
                 (self: this, attempt),
                 cancellationToken);
         }
         catch (RateLimiterRejectedException)
         {
-            return PolicyResult.Park(ConcurrencyParkDelay(), "MaxConcurrency reached");
+            return PolicyResult.Park(ConcurrencyParkDelay(), AtCapacity);
         }
     }
 
@@ -92,7 +151,7 @@ internal sealed class DestinationPolicy
         catch (BrokenCircuitException ex)
         {
             // Open: wait out the break; half-open with its probe in flight: come back shortly.
-            return PolicyResult.Park(ex.RetryAfter ?? TimeSpan.FromSeconds(1), "circuit open");
+            return PolicyResult.Park(ex.RetryAfter ?? TimeSpan.FromSeconds(1), CircuitOpen);
         }
     }
 

@@ -1,3 +1,5 @@
+using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Resilience;
 using Dispatcher.Worker.Tests.Infrastructure;
 
 namespace Dispatcher.Worker.Tests.Integration;
@@ -96,6 +98,44 @@ public sealed class IsolationTests(ServicesFixture services)
         {
             release.TrySetResult();
         }
+    }
+
+    [Fact]
+    public async Task Requests_for_a_destination_at_its_cap_are_held_back_unclaimed_and_each_is_called_once_later()
+    {
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Destinations:{destination}:MaxConcurrency"] = "1",
+            // Parked for a quarter of the attempt timeout (at least 0.5 s).
+            ["Dispatcher:Destinations:{destination}:AttemptTimeout"] = "00:00:04",
+        });
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        s.Downstream.Handler = async context =>
+        {
+            await release.Task.WaitAsync(context.RequestAborted);
+            context.Response.StatusCode = 200;
+        };
+        var parked = DispatcherMetrics.Parked.WithLabels(s.Destination, DestinationPolicy.AtCapacity);
+        var first = s.NewRequest("/orders/first");
+        var others = Enumerable.Range(0, 5).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+
+        await s.SendAsync(first);
+        await Eventually.TrueAsync(() => s.Downstream.Calls.Count == 1, Timeout, "the first call in flight");
+        foreach (var r in others)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => parked.Value >= 5, Timeout, "5 requests held back at MaxConcurrency 1");
+
+        // Held back before any claim: only the first request has a row; the others wait in the outbox as requests.
+        Assert.Equal(1, await s.ScalarAsync("SELECT count(*) FROM dispatches"));
+        Assert.True(await s.ScalarAsync("SELECT count(*) FROM outbox WHERE kind = 'request'") >= 5, "each held-back request has an outbox row");
+        Assert.Equal(0, await s.ScalarAsync("SELECT count(*) FROM dispatch_attempts"));
+
+        release.SetResult();
+        var ids = others.Select(r => r.RequestId).Append(first.RequestId).ToList();
+        await s.WaitForTerminalAsync(ids, Timeout);
+        var states = await s.StatesAsync();
+        Assert.All(ids, id => Assert.Equal(("Succeeded", (string?)null, 1), states[id]));
+        Assert.All(ids, id => Assert.Single(s.Downstream.CallsOf(id)));
     }
 
     private static void InterlockedMax(ref int target, int value)
