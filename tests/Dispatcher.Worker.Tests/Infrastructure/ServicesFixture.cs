@@ -54,20 +54,15 @@ public sealed class ServicesFixture : IAsyncLifetime
     }
 
     /// <summary>A new, migrated database for one test.</summary>
-    public async Task<string> CreateDatabaseAsync()
-    {
-        var name = "dispatcher_test_" + Guid.NewGuid().ToString("N")[..12];
-        await ExecuteAsync($"CREATE DATABASE {name} TEMPLATE {_template}");
-        lock (_databases)
-            _databases.Add(name);
-        return ConnectionStringFor(name);
-    }
+    public Task<string> CreateDatabaseAsync() => NewDatabaseAsync($"TEMPLATE {_template}");
 
     /// <summary>A new database with no schema at all (never migrated).</summary>
-    public async Task<string> CreateEmptyDatabaseAsync()
+    public Task<string> CreateEmptyDatabaseAsync() => NewDatabaseAsync("");
+
+    private async Task<string> NewDatabaseAsync(string options)
     {
         var name = "dispatcher_test_" + Guid.NewGuid().ToString("N")[..12];
-        await ExecuteAsync($"CREATE DATABASE {name}");
+        await ExecuteAsync($"CREATE DATABASE {name} {options}");
         lock (_databases)
             _databases.Add(name);
         return ConnectionStringFor(name);
