@@ -26,8 +26,16 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private int _takenSinceLease;
     private DateTimeOffset _lastLeaseAt;
     private double _demandPerSecond;
+    // Background top-up: allowed while the bucket is uncontended (the last lease was granted in full).
+    private bool _lastLeaseFull;
+    private int _lastLeaseSize;
+    private int _prefetching;
+    private int _foregroundLeases;
 
     public double PermitsPerSecond => options.PermitsPerSecond;
+
+    /// <summary>Leases a caller had to wait for (the round trips a steady stream should mostly not see).</summary>
+    internal int ForegroundLeases => Volatile.Read(ref _foregroundLeases);
 
     /// <summary>Bucket capacity: Burst, or one second's worth when Burst is 0.</summary>
     public double Capacity => options.Burst > 0 ? options.Burst : Math.Max(1, options.PermitsPerSecond);
@@ -40,7 +48,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     {
         var deadline = time.GetUtcNow() + maxWait;
         if (TryTakeLocal())
+        {
+            MaybePrefetch();
             return null;
+        }
         Interlocked.Increment(ref _waiting);
         try
         {
@@ -61,10 +72,8 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             {
                 if (TryTakeLocal())
                     return null;
-                var worth = Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds));
-                var demand = Math.Ceiling(EstimateDemand() * LeaseLifetime.TotalSeconds);
-                var want = (int)Math.Clamp(Math.Max(Volatile.Read(ref _waiting), demand), 1, Math.Min(worth, Capacity));
-                var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
+                Interlocked.Increment(ref _foregroundLeases);
+                var lease = await LeaseAsync(Volatile.Read(ref _waiting), cancellationToken);
                 if (lease.Granted > 0)
                 {
                     lock (_lock)
@@ -84,6 +93,74 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             {
                 _refill.Release();
             }
+        }
+    }
+
+    private async Task<RateLimitLease> LeaseAsync(int waiting, CancellationToken cancellationToken)
+    {
+        var worth = Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds));
+        var demand = Math.Ceiling(EstimateDemand() * LeaseLifetime.TotalSeconds);
+        var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, Math.Min(worth, Capacity));
+        var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
+        lock (_lock)
+        {
+            _lastLeaseFull = lease.Granted == want;
+            _lastLeaseSize = want;
+        }
+        return lease;
+    }
+
+    /// <summary>
+    /// While the bucket is uncontended, a lease running low is topped up in the background, so that a steady stream
+    /// does not wait for a PostgreSQL round trip every few requests. A contended bucket is never leased ahead: there,
+    /// leases follow the callers actually waiting.
+    /// </summary>
+    private void MaybePrefetch()
+    {
+        lock (_lock)
+        {
+            if (!_lastLeaseFull || _lastLeaseSize < 2 || _permits > _lastLeaseSize / 2)
+                return;
+        }
+        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
+            return;
+        _ = PrefetchAsync();
+    }
+
+    private async Task PrefetchAsync()
+    {
+        try
+        {
+            // A caller refilling in the foreground does the same: leave it to that one.
+            if (!await _refill.WaitAsync(0))
+                return;
+            try
+            {
+                var lease = await LeaseAsync(0, CancellationToken.None);
+                if (lease.Granted > 0)
+                {
+                    lock (_lock)
+                    {
+                        var now = time.GetUtcNow();
+                        _permits = (now < _expires ? _permits : 0) + lease.Granted;
+                        _expires = now + LeaseLifetime;
+                        _takenSinceLease = 0;
+                    }
+                }
+            }
+            finally
+            {
+                _refill.Release();
+            }
+        }
+#pragma warning disable CA1031 // A failed top-up only means the next caller leases in the foreground (and sees the error).
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            Volatile.Write(ref _prefetching, 0);
         }
     }
 
@@ -115,7 +192,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 _demandPerSecond = 0;
                 return 0;
             }
-            var sample = _takenSinceLease / Math.Max(elapsed, LeaseLifetime.TotalSeconds);
+            var sample = _takenSinceLease / Math.Max(elapsed, 0.001);
             _demandPerSecond = 0.5 * _demandPerSecond + 0.5 * sample;
             return _demandPerSecond;
         }
