@@ -152,6 +152,11 @@ write_pg_conf() {
   if [ -d "$PG_SOCKET_DIR" ] && as_pg test -w "$PG_SOCKET_DIR"; then
     socket_dirs="'$PG_SOCKET_DIR'"
   fi
+  # pg_stat_statements, when the server has it: the bench reports PostgreSQL's time per statement with it.
+  local preload=""
+  if [ -f "$(dirname "$PG_BIN")/lib/pg_stat_statements.so" ]; then
+    preload="shared_preload_libraries = 'pg_stat_statements'"
+  fi
   as_pg tee "$PG_DATA/dispatcher.conf" >/dev/null <<EOF
 # Managed by scripts/services.sh: rewritten on every start, edits are lost.
 listen_addresses = '127.0.0.1'
@@ -164,6 +169,7 @@ synchronous_commit = on
 full_page_writes = on
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
+$preload
 EOF
   if ! grep -q "^include_if_exists = 'dispatcher.conf'" "$PG_DATA/postgresql.conf"; then
     printf "\n# Added by scripts/services.sh\ninclude_if_exists = 'dispatcher.conf'\n" \

@@ -1,3 +1,4 @@
+using Npgsql;
 using Dispatcher.Contracts;
 using Dispatcher.Worker.Admin;
 using Dispatcher.Worker.Hosting;
@@ -27,7 +28,7 @@ internal static class ThroughputScenario
         Console.Error.WriteLine($"throughput: Dispatcher, {count} requests...");
         using var profile = profileAllocations ? new AllocationProfile() : null;
         profile?.Start();
-        var (dispatcher, _) = await DispatcherAsync(env, count);
+        var (dispatcher, _, system, statements, tables) = await DispatcherAsync(env, count);
         profile?.Report(count);
 
         Console.WriteLine();
@@ -40,6 +41,96 @@ internal static class ThroughputScenario
         Console.WriteLine();
         Console.WriteLine($"Ratio Dispatcher / bare: **{dispatcher.PerSecond / bare.PerSecond:0.00}** (target at least 0.5). " +
             $"Preloading publish rate: {bareSend.PerSecond:N0} msg/s.");
+
+        if (system.Count > 0)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"Where the machine's CPU went during the Dispatcher pass ({dispatcher.Wall.TotalSeconds:0.0} s, {Environment.ProcessorCount} cores):");
+            Console.WriteLine();
+            Console.WriteLine("| process | cores busy | CPU ms per dispatch |");
+            Console.WriteLine("|---|---:|---:|");
+            foreach (var (group, seconds) in system.OrderByDescending(kv => kv.Value))
+                Console.WriteLine($"| {group} | {seconds / dispatcher.Wall.TotalSeconds:0.00} | {seconds * 1000 / count:0.000} |");
+            var total = system.Values.Sum();
+            Console.WriteLine($"| all of them | {total / dispatcher.Wall.TotalSeconds:0.00} | {total * 1000 / count:0.000} |");
+        }
+        Console.WriteLine();
+        if (statements is null)
+        {
+            Console.WriteLine("PostgreSQL statements: pg_stat_statements is not loaded (scripts/services.sh loads it; restart PostgreSQL after upgrading).");
+            return;
+        }
+        Console.WriteLine("PostgreSQL statements during the Dispatcher pass (pg_stat_statements: execution and, with pg_stat_statements.track_planning on, planning time in the server):");
+        Console.WriteLine();
+        Console.WriteLine("| statement | calls | rows per call | exec ms total | exec µs per dispatch | planning µs per dispatch |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var st in statements)
+        {
+            Console.WriteLine($"| `{st.Query}` | {st.Calls:N0} | {(st.Calls == 0 ? 0 : (double)st.Rows / st.Calls):0.0} | " +
+                $"{st.TotalMs:N0} | {st.TotalMs * 1000 / count:0.0} | {st.PlanMs * 1000 / count:0.0} |");
+        }
+        Console.WriteLine();
+        Console.WriteLine("| table (whole run) | seq scans | rows read by seq scans | index scans | inserted | updated | of which HOT |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var row in tables!)
+            Console.WriteLine(row);
+    }
+
+    private sealed record StatementCost(string Query, long Calls, long Rows, double TotalMs, double PlanMs);
+
+    private static async Task<List<string>> TableScansAsync(string postgres)
+    {
+        await using var connection = new NpgsqlConnection(postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand(
+            "SELECT relname, seq_scan, seq_tup_read, idx_scan, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables ORDER BY relname", connection);
+        var rows = new List<string>();
+        await using var reader = await cmd.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            rows.Add($"| {reader.GetString(0)} | {reader.GetInt64(1):N0} | {reader.GetInt64(2):N0} | {(reader.IsDBNull(3) ? 0 : reader.GetInt64(3)):N0} | " +
+                $"{reader.GetInt64(4):N0} | {reader.GetInt64(5):N0} | {reader.GetInt64(6):N0} |");
+        }
+        return rows;
+    }
+
+    /// <summary>Resets pg_stat_statements for the bench database; false when the extension is not loaded.</summary>
+    private static async Task<bool> ResetStatementsAsync(string postgres)
+    {
+        try
+        {
+            await using var connection = new NpgsqlConnection(postgres);
+            await connection.OpenAsync();
+            await using var cmd = new NpgsqlCommand(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();", connection);
+            await cmd.ExecuteNonQueryAsync();
+            return true;
+        }
+        catch (PostgresException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<List<StatementCost>> StatementsAsync(string postgres)
+    {
+        await using var connection = new NpgsqlConnection(postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand("""
+            SELECT regexp_replace(left(query, 400), '\s+', ' ', 'g'), calls, rows, total_exec_time, total_plan_time
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY total_exec_time + total_plan_time DESC
+            LIMIT 10
+            """, connection);
+        var result = new List<StatementCost>();
+        await using var reader = await cmd.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            var query = reader.GetString(0);
+            result.Add(new StatementCost(query.Length > 90 ? query[..90] + "…" : query, reader.GetInt64(1), reader.GetInt64(2), reader.GetDouble(3), reader.GetDouble(4)));
+        }
+        return result;
     }
 
     private static async Task<(Measurement.Result Consume, Measurement.Result Send)> BareAsync(BenchEnvironment env, int count)
@@ -73,7 +164,8 @@ internal static class ThroughputScenario
         return (result, send);
     }
 
-    private static async Task<(Measurement.Result Consume, Measurement.Result Send)> DispatcherAsync(BenchEnvironment env, int count)
+    private static async Task<(Measurement.Result Consume, Measurement.Result Send, IReadOnlyDictionary<string, double> System, List<StatementCost>? Statements, List<string>? Tables)> DispatcherAsync(
+        BenchEnvironment env, int count)
     {
         var queue = $"bench-dispatch-{Guid.NewGuid():N}";
         var destination = $"bench{Guid.NewGuid():N}"[..13];
@@ -102,13 +194,16 @@ internal static class ThroughputScenario
         app.MapAdminEndpoints();
 
         var succeeded = DispatcherMetrics.Dispatches.WithLabels(destination, nameof(DispatchOutcome.Succeeded), "");
+        var statementsOn = await ResetStatementsAsync(postgres);
+        var system = SystemCpu.Start();
         var measurement = Measurement.Start();
         await app.StartAsync();
         while (succeeded.Value < count)
             await Task.Delay(TimeSpan.FromMilliseconds(5));
         var result = measurement.Stop(count);
+        var cpu = system.Stop();
         await app.StopAsync();
-        return (result, send);
+        return (result, send, cpu, statementsOn ? await StatementsAsync(postgres) : null, await TableScansAsync(postgres));
     }
 
     private static async Task<Measurement.Result> PreloadAsync(BenchEnvironment env, string queue, int count, Func<int, DispatchRequest> make)

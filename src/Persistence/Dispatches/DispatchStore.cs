@@ -59,7 +59,9 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
                 lease_until = NULL,
                 updated_at = @now
             FROM u
-            WHERE d.request_id = u.request_id AND d.lease_token = u.lease_token
+            -- The = ANY gives the planner an indexed condition of known size: with only the join, on a young table
+            -- (its statistics lagging behind its growth) it hash-joined a sequential scan of every dispatch.
+            WHERE d.request_id = ANY(@request_ids) AND d.request_id = u.request_id AND d.lease_token = u.lease_token
             RETURNING d.request_id
         ), att AS (
             INSERT INTO dispatch_attempts (request_id, cycle, number, started_at, duration_ms, result, status_code, error, lease_token)

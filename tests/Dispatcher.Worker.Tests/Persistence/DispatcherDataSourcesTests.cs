@@ -1,0 +1,25 @@
+using Dispatcher.Persistence;
+using Npgsql;
+
+namespace Dispatcher.Worker.Tests.Persistence;
+
+public sealed class DispatcherDataSourcesTests
+{
+    [Fact]
+    public async Task Statements_are_prepared_automatically_unless_the_connection_string_says_otherwise()
+    {
+        await using (var defaults = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u"))
+        {
+            Assert.Equal(20, new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).MaxAutoPrepare);
+            Assert.Equal(20, new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).MaxAutoPrepare);
+            Assert.Contains("synchronous_commit=off", new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).Options, StringComparison.Ordinal);
+        }
+        await using (var off = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;Max Auto Prepare=0"))
+        {
+            Assert.Equal(0, new NpgsqlConnectionStringBuilder(off.Durable.ConnectionString).MaxAutoPrepare);
+            Assert.Equal(0, new NpgsqlConnectionStringBuilder(off.Relaxed.ConnectionString).MaxAutoPrepare);
+        }
+        await using var custom = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;maxautoprepare=5");
+        Assert.Equal(5, new NpgsqlConnectionStringBuilder(custom.Durable.ConnectionString).MaxAutoPrepare);
+    }
+}
