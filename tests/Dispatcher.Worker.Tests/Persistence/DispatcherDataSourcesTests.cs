@@ -13,6 +13,9 @@ public sealed class DispatcherDataSourcesTests
             Assert.Equal(20, new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).MaxAutoPrepare);
             Assert.Equal(20, new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).MaxAutoPrepare);
             Assert.Contains("synchronous_commit=off", new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).Options, StringComparison.Ordinal);
+            // Planned on every execution: a generic plan made on a young table would keep scanning it as it grows.
+            Assert.Contains("plan_cache_mode=force_custom_plan", new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).Options, StringComparison.Ordinal);
+            Assert.Contains("plan_cache_mode=force_custom_plan", new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).Options, StringComparison.Ordinal);
         }
         await using (var off = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;Max Auto Prepare=0"))
         {
