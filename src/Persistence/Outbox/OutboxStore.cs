@@ -56,7 +56,7 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
     /// Writes messages into the outbox on their own, durably, in one statement: requests held back before they were
     /// claimed (see DispatchProcessor), to be sent again when due. Their trigger NOTIFY wakes the relays.
     /// </summary>
-    public async Task<bool[]> InsertAsync(IReadOnlyList<Dispatches.OutboxEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task InsertAsync(IReadOnlyList<Dispatches.OutboxEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var cmd = dataSources.Durable.CreateCommand("""
             INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
@@ -71,7 +71,6 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
         cmd.AddArray("trace_parents", entries, e => e.TraceParent);
         cmd.AddArray("not_befores", entries, e => e.NotBefore);
         await cmd.ExecuteNonQueryAsync(cancellationToken);
-        return [.. entries.Select(_ => true)];
     }
 
     /// <summary>

@@ -209,7 +209,7 @@ internal sealed class DispatchProcessor(
         {
             CompletedAt = now,
             Outbox = new OutboxEntry(eventId, OutboxKinds.Completed, DispatcherJson.Serialize(completed),
-                events.Enabled ? now + events.Grace : now, attempt.TraceParent),
+                events.DueAt(now), attempt.TraceParent),
         };
         var result = await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
         if (!result.Applied)
@@ -217,7 +217,7 @@ internal sealed class DispatchProcessor(
             Log.LeaseLost(logger, attempt.Request.RequestId);
             return;
         }
-        if (events.Enabled && result.OutboxId is { } outboxId)
+        if (result.OutboxId is { } outboxId)
             events.TryHandOff(new HandedOffEvent(outboxId, eventId, completed, attempt.TraceParent));
 
         var outcomeLabel = completed.Outcome.ToString();

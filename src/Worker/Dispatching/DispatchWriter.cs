@@ -21,7 +21,11 @@ internal sealed class DispatchWriter : IAsyncDisposable
         _claims = new GroupCommit<ClaimCommand, ClaimResult>(ClaimBatchAsync, MaxBatch, Writers);
         _completions = new GroupCommit<CompletionCommand, CompletionResult>(
             (batch, ct) => _store.CompleteAsync(batch, _time.GetUtcNow(), ct), MaxBatch, Writers);
-        _holdBacks = new GroupCommit<OutboxEntry, bool>((batch, ct) => outbox.InsertAsync(batch, _time.GetUtcNow(), ct), MaxBatch, 1);
+        _holdBacks = new GroupCommit<OutboxEntry, bool>(async (batch, ct) =>
+        {
+            await outbox.InsertAsync(batch, _time.GetUtcNow(), ct);
+            return Enumerable.Repeat(true, batch.Count).ToArray();
+        }, MaxBatch, 1);
     }
 
     /// <summary>Claims the request for this worker; false when it is a duplicate.</summary>

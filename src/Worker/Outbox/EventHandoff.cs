@@ -39,10 +39,16 @@ internal sealed class EventHandoff(
     /// <summary>How long a handed-off event's row waits before the relays may publish it; zero: no handoff.</summary>
     public TimeSpan Grace { get; } = options.Value.Outbox.HandoffGrace;
 
-    public bool Enabled => Grace > TimeSpan.Zero;
+    private bool Enabled => Grace > TimeSpan.Zero;
 
-    /// <summary>Queues a committed event for publishing; false (the relays will publish it) when the queue is full.</summary>
-    public bool TryHandOff(HandedOffEvent handedOff) => _events.Writer.TryWrite(handedOff);
+    /// <summary>When an event committed at <paramref name="now"/> falls due for the relays.</summary>
+    public DateTimeOffset DueAt(DateTimeOffset now) => now + Grace;
+
+    /// <summary>
+    /// Queues a committed event for publishing; false (the relays will publish it when due) when the handoff is off
+    /// or its queue is full.
+    /// </summary>
+    public bool TryHandOff(HandedOffEvent handedOff) => Enabled && _events.Writer.TryWrite(handedOff);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

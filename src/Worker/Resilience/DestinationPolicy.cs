@@ -16,6 +16,7 @@ namespace Dispatcher.Worker.Resilience;
 /// breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
 /// Breaker state is per worker: see docs/design.md.
 /// </summary>
+#pragma warning disable CA1001 // The limiter has no queue and no timer: disposing it would release nothing.
 internal sealed class DestinationPolicy
 {
     public const string AtCapacity = "MaxConcurrency reached";
@@ -29,7 +30,8 @@ internal sealed class DestinationPolicy
     private readonly SharedRateLimiter? _rateLimiter;
     private readonly DestinationOptions _options;
     private readonly TimeProvider _time;
-    private int _inFlight;
+    // Held here (not only inside the pipeline) so that ShouldHoldBack can read its free permits.
+    private readonly ConcurrencyLimiter _slots;
     private long _openUntilTicks;
 
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
@@ -37,8 +39,9 @@ internal sealed class DestinationPolicy
         _options = options;
         _time = time;
         _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
+        _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions { PermitLimit = options.MaxConcurrency, QueueLimit = 0 });
         _concurrency = new ResiliencePipelineBuilder { TimeProvider = time }
-            .AddConcurrencyLimiter(new ConcurrencyLimiterOptions { PermitLimit = options.MaxConcurrency, QueueLimit = 0 })
+            .AddRateLimiter(_slots)
             .Build();
         var cb = options.CircuitBreaker;
         _breaker = new ResiliencePipelineBuilder<AttemptOutcome> { TimeProvider = time }
@@ -90,7 +93,7 @@ internal sealed class DestinationPolicy
             reason = CircuitOpen;
             return true;
         }
-        if (Volatile.Read(ref _inFlight) >= _options.MaxConcurrency)
+        if (_slots.GetStatistics()?.CurrentAvailablePermits == 0)
         {
             delay = ConcurrencyParkDelay();
             reason = AtCapacity;
@@ -106,18 +109,7 @@ internal sealed class DestinationPolicy
         try
         {
             return await _concurrency.ExecuteAsync(
-                static async (state, ct) =>
-                {
-                    Interlocked.Increment(ref state.self._inFlight);
-                    try
-                    {
-                        return await state.self.RateLimitedAsync(state.attempt, ct);
-                    }
-                    finally
-                    {
-                        Interlocked.Decrement(ref state.self._inFlight);
-                    }
-                },
+                static async (state, ct) => await state.self.RateLimitedAsync(state.attempt, ct),
                 (self: this, attempt),
                 cancellationToken);
         }

@@ -80,7 +80,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                     {
                         _permits = lease.Granted - 1;
                         _expires = time.GetUtcNow() + LeaseLifetime;
-                        _takenSinceLease = 1;
+                        _takenSinceLease++;
                     }
                     return null;
                 }
@@ -144,7 +144,6 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                         var now = time.GetUtcNow();
                         _permits = (now < _expires ? _permits : 0) + lease.Granted;
                         _expires = now + LeaseLifetime;
-                        _takenSinceLease = 0;
                     }
                 }
             }
@@ -185,14 +184,17 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         var now = time.GetUtcNow();
         lock (_lock)
         {
+            // Each estimate consumes its sample: the permits taken between the previous lease and this one.
             var elapsed = (now - _lastLeaseAt).TotalSeconds;
+            var taken = _takenSinceLease;
             _lastLeaseAt = now;
+            _takenSinceLease = 0;
             if (elapsed >= 1)
             {
                 _demandPerSecond = 0;
                 return 0;
             }
-            var sample = _takenSinceLease / Math.Max(elapsed, 0.001);
+            var sample = taken / Math.Max(elapsed, 0.001);
             _demandPerSecond = 0.5 * _demandPerSecond + 0.5 * sample;
             return _demandPerSecond;
         }
