@@ -62,7 +62,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
             -- The = ANY gives the planner an indexed condition of known size: with only the join, on a young table
             -- (its statistics lagging behind its growth) it hash-joined a sequential scan of every dispatch.
             WHERE d.request_id = ANY(@request_ids) AND d.request_id = u.request_id AND d.lease_token = u.lease_token
-            RETURNING d.request_id
+            RETURNING d.request_id, u.lease_token
         ), att AS (
             INSERT INTO dispatch_attempts (request_id, cycle, number, started_at, duration_ms, result, status_code, error, lease_token)
             SELECT * FROM unnest(@a_request_ids, @a_cycles, @a_numbers, @a_started_ats, @a_durations, @a_results,
@@ -72,16 +72,18 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         ), ob AS (
             INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
             SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
-            FROM unnest(@o_request_ids, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores)
-                 AS o(request_id, message_id, kind, payload, trace_parent, not_before)
-            JOIN upd ON upd.request_id = o.request_id
+            FROM unnest(@o_request_ids, @o_lease_tokens, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores)
+                 AS o(request_id, lease_token, message_id, kind, payload, trace_parent, not_before)
+            -- By lease token too: a batch may hold two completions of one request (a copy that took the row over
+            -- and the one it fenced out, finishing together); only the owner's message may be written.
+            JOIN upd ON upd.request_id = o.request_id AND upd.lease_token = o.lease_token
             RETURNING id, message_id
         )
-        -- The rows applied, then the outbox rows written (their ids let the worker hand its events to its own
-        -- publisher and mark them published without a search).
-        SELECT request_id, NULL::bigint, NULL::uuid FROM upd
+        -- The completions applied (request and lease token), then the outbox rows written (their ids let the
+        -- worker hand its events to its own publisher and mark them published without a search).
+        SELECT request_id, lease_token, NULL::bigint, NULL::uuid FROM upd
         UNION ALL
-        SELECT NULL, id, message_id FROM ob
+        SELECT NULL, NULL, id, message_id FROM ob
         """;
 
     // A request that is dead on arrival. A redelivery, or a request that reuses the RequestId of an existing
@@ -173,22 +175,23 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("a_lease_tokens", attempts, c => c.LeaseToken);
 
         cmd.AddArray("o_request_ids", outbox, c => c.RequestId);
+        cmd.AddArray("o_lease_tokens", outbox, c => c.LeaseToken);
         cmd.AddArray("o_message_ids", outbox, c => c.Outbox!.MessageId);
         cmd.AddArray("o_kinds", outbox, c => c.Outbox!.Kind);
         cmd.AddArray("o_payloads", outbox, c => c.Outbox!.Payload);
         cmd.AddArray("o_trace_parents", outbox, c => c.Outbox!.TraceParent);
         cmd.AddArray("o_not_befores", outbox, c => c.Outbox!.NotBefore);
 
-        var applied = new HashSet<Guid>(commands.Count);
+        var applied = new HashSet<(Guid RequestId, Guid LeaseToken)>(commands.Count);
         var outboxIds = new Dictionary<Guid, long>(outbox.Count);
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
                 if (!reader.IsDBNull(0))
-                    applied.Add(reader.GetGuid(0));
+                    applied.Add((reader.GetGuid(0), reader.GetGuid(1)));
                 else
-                    outboxIds[reader.GetGuid(2)] = reader.GetInt64(1);
+                    outboxIds[reader.GetGuid(3)] = reader.GetInt64(2);
             }
         }
 
@@ -196,7 +199,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         for (var i = 0; i < commands.Count; i++)
         {
             var c = commands[i];
-            results[i] = applied.Contains(c.RequestId)
+            results[i] = applied.Contains((c.RequestId, c.LeaseToken))
                 ? new CompletionResult(true, c.Outbox is { } o && outboxIds.TryGetValue(o.MessageId, out var id) ? id : null)
                 : default;
         }
