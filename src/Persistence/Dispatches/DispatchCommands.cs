@@ -8,6 +8,11 @@ namespace Dispatcher.Persistence.Dispatches;
 /// (a redelivery after a crash) or once its lease expired; null means "take over" (a redelivered message
 /// that has no MessageId).
 /// </param>
+/// <param name="Redelivered">
+/// The broker redelivered the message (its consumer died or lost its connection): it may take over the live claim
+/// of its own MessageId. A fresh copy of the same message (published twice: a relay that died between publishing
+/// and marking) may not: it is a duplicate while the claim's owner lives.
+/// </param>
 public sealed record ClaimCommand(
     Guid RequestId,
     string Destination,
@@ -15,7 +20,8 @@ public sealed record ClaimCommand(
     Guid? MessageId,
     Guid LeaseToken,
     DateTimeOffset LeaseUntil,
-    string? TraceParent);
+    string? TraceParent,
+    bool Redelivered = false);
 
 /// <summary>What a claim found. <see cref="Claimed"/> false means a duplicate: terminal, or owned by another message.</summary>
 public readonly record struct ClaimResult(bool Claimed, int Attempts, int Cycle, DateTimeOffset? FirstAttemptAt, DateTimeOffset CreatedAt);

@@ -10,10 +10,13 @@ namespace Dispatcher.Persistence.Dispatches;
 public sealed class DispatchStore(DispatcherDataSources dataSources)
 {
     // A new RequestId is inserted InProgress. An existing row is taken over only when it is not terminal and
-    // (a) the message presented owns it: a redelivery after a crash, or the scheduled retry/replay message; or
-    // (b) it is InProgress and its owner's lease expired, or the caller asks to take over (a redelivered message
-    //     without a MessageId: NULL).
-    // Terminal rows and rows owned by another live message are duplicates: they return no row.
+    // (a) it is Scheduled and the message presented owns it (the scheduled retry, park or replay message); or
+    // (b) it is InProgress and: the claim is this very claim retried (same lease token); or its owner's lease
+    //     expired; or the owning message was redelivered by the broker (its consumer died: same MessageId and
+    //     flagged redelivered); or the caller asks to take over (a redelivered message without a MessageId: NULL).
+    // Terminal rows, rows owned by another live message and fresh copies of the owning message (published twice:
+    // a relay that died between publishing and marking) are duplicates: they return no row.
+    // (Before: any copy of the owning message took a live claim over, so a twice-published message was called twice.)
     private const string ClaimSql = """
         INSERT INTO dispatches AS d (request_id, destination, state, attempts, cycle, request, message_id,
                                      lease_token, lease_until, trace_parent, created_at, updated_at)
@@ -27,8 +30,11 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
             lease_token = EXCLUDED.lease_token,
             lease_until = EXCLUDED.lease_until,
             updated_at = EXCLUDED.updated_at
-        WHERE (d.state IN ('InProgress', 'Scheduled') AND d.message_id = EXCLUDED.message_id)
-           OR (d.state = 'InProgress' AND (EXCLUDED.message_id IS NULL OR d.lease_until < EXCLUDED.updated_at))
+        WHERE (d.state = 'Scheduled' AND d.message_id = EXCLUDED.message_id)
+           OR (d.state = 'InProgress' AND (d.lease_token = EXCLUDED.lease_token
+                                           OR EXCLUDED.message_id IS NULL
+                                           OR d.lease_until < EXCLUDED.updated_at
+                                           OR (d.message_id = EXCLUDED.message_id AND d.request_id = ANY(@redelivered_ids))))
         RETURNING d.request_id, d.attempts, d.cycle, d.first_attempt_at, d.created_at
         """;
 
@@ -118,6 +124,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("lease_tokens", commands, c => c.LeaseToken);
         cmd.AddArray("lease_untils", commands, c => c.LeaseUntil);
         cmd.AddArray("trace_parents", commands, c => c.TraceParent);
+        cmd.AddArray("redelivered_ids", commands.Where(c => c.Redelivered).ToList(), c => c.RequestId);
 
         var claimed = new Dictionary<Guid, ClaimResult>(commands.Count);
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))

@@ -55,11 +55,12 @@ internal sealed class DispatchProcessor(
 
         // Held back before the claim: a destination at its cap or with its breaker open would park the request right
         // after claiming it. Writing it back into the outbox unclaimed costs one insert instead of a claim and a
-        // completion. It keeps its MessageId, so a row this message owns (a redelivery, a scheduled retry or
-        // replay) stays its own; a redelivered message without one takes the usual path (its claim takes over),
-        // and so does a request past its Deadline (it is dead-lettered now rather than later).
+        // completion. It keeps its MessageId, so a Scheduled row this message owns (a scheduled retry, park or
+        // replay) stays its own. A redelivered message takes the usual path: it may own a live claim that only its
+        // redelivery may take over (a fresh copy of it cannot), and so does a request past its Deadline (it is
+        // dead-lettered now rather than later).
         if (destination.Policy.ShouldHoldBack(out var holdFor, out var holdReason)
-            && (incoming.MessageId is not null || !incoming.Redelivered)
+            && !incoming.Redelivered
             && !(request.Deadline is { } due && time.GetUtcNow() >= due))
         {
             await HoldBackAsync(incoming, destination, requestJson, holdFor, holdReason, cancellationToken);
@@ -77,7 +78,8 @@ internal sealed class DispatchProcessor(
             incoming.MessageId ?? (incoming.Redelivered ? null : Guid.NewGuid()),
             leaseToken,
             now + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
-            incoming.TraceParent);
+            incoming.TraceParent,
+            incoming.Redelivered);
         var claim = await durably.RunAsync(() => writer.ClaimAsync(claimCommand), cancellationToken);
         if (!claim.Claimed)
         {
