@@ -26,10 +26,14 @@ public sealed class DispatcherOptions
 
 public sealed class WorkerOptions
 {
-    /// <summary>Messages consumed at once by one worker process. Default: 64.</summary>
+    /// <summary>
+    /// Messages one worker process works on at once (reading, claiming, committing). A message waiting on its
+    /// destination (rate permit, downstream call) counts against that destination's MaxConcurrency instead, so
+    /// the consumer takes up to this plus every destination's cap. Default: 64.
+    /// </summary>
     public int MaxConcurrency { get; set; } = DispatcherDefaults.WorkerMaxConcurrency;
 
-    /// <summary>RabbitMQ prefetch; 0 means "equal to MaxConcurrency". Default: 0.</summary>
+    /// <summary>RabbitMQ prefetch; 0 means "equal to the consumer's message limit" (MaxConcurrency + the destinations' caps). Default: 0.</summary>
     public int PrefetchCount { get; set; }
 
     /// <summary>The request queue. Default: <c>dispatch-requests</c>.</summary>

@@ -18,11 +18,13 @@ internal sealed class DispatchProcessor(
     DispatchWriter writer,
     DurableRetry durably,
     EventHandoff events,
+    WorkerSlots slots,
     TimeProvider time,
     ILogger<DispatchProcessor> logger)
 {
     public async Task ProcessAsync(IncomingDispatch incoming, CancellationToken cancellationToken)
     {
+        using var slot = await slots.EnterAsync(cancellationToken);
         var request = incoming.Request;
         using var scope = logger.BeginScope(new DispatchLogScope(request.RequestId, request.Destination ?? "", DispatchTracing.TraceId(incoming.TraceParent)));
         var options = destinations.Options;
@@ -96,8 +98,9 @@ internal sealed class DispatchProcessor(
             return;
         }
 
-        var result = await destination.Policy.ExecuteAsync(
-            ct => CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, ct), cancellationToken);
+        // Waiting on the destination (a rate permit, the call) counts against its cap, not the worker's slots.
+        var result = await slot.WithoutSlotAsync(() => destination.Policy.ExecuteAsync(
+            ct => CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, ct), cancellationToken));
         if (result.Outcome is { } outcome)
             await DecideAsync(attempt, outcome, cancellationToken);
         else

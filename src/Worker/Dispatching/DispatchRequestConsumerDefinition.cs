@@ -6,19 +6,22 @@ using Microsoft.Extensions.Options;
 namespace Dispatcher.Worker.Dispatching;
 
 /// <summary>
-/// The request endpoint: bounded concurrency with a matching prefetch, and both wire formats — the MassTransit
+/// The request endpoint: bounded concurrency (<see cref="WorkerSlots"/>) with a matching prefetch, and both wire formats — the MassTransit
 /// envelope (<c>application/vnd.masstransit+json</c>) and plain JSON of the request (<c>application/json</c>,
 /// also assumed when a message has no content type).
 /// </summary>
 internal sealed class DispatchRequestConsumerDefinition : ConsumerDefinition<DispatchRequestConsumer>
 {
     private readonly WorkerOptions _worker;
+    private readonly int _messageLimit;
 
     public DispatchRequestConsumerDefinition(IOptions<DispatcherOptions> options)
     {
         _worker = options.Value.Worker;
         EndpointName = _worker.QueueName;
-        ConcurrentMessageLimit = _worker.MaxConcurrency;
+        // The worker's slots plus the destinations' caps: see WorkerSlots.
+        _messageLimit = WorkerSlots.MessageLimit(options.Value);
+        ConcurrentMessageLimit = _messageLimit;
     }
 
     protected override void ConfigureConsumer(
@@ -26,7 +29,7 @@ internal sealed class DispatchRequestConsumerDefinition : ConsumerDefinition<Dis
         IConsumerConfigurator<DispatchRequestConsumer> consumerConfigurator,
         IRegistrationContext context)
     {
-        endpointConfigurator.PrefetchCount = _worker.PrefetchCount > 0 ? _worker.PrefetchCount : _worker.MaxConcurrency;
+        endpointConfigurator.PrefetchCount = _worker.PrefetchCount > 0 ? _worker.PrefetchCount : _messageLimit;
         endpointConfigurator.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
         endpointConfigurator.DefaultContentType = new ContentType("application/json");
     }

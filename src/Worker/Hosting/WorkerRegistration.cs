@@ -24,6 +24,7 @@ internal static class WorkerRegistration
         services.AddSingleton<DispatchWriter>();
         services.AddSingleton<DurableRetry>();
         services.AddSingleton<DispatchProcessor>();
+        services.AddSingleton<WorkerSlots>();
         services.AddSingleton<DispatchViews>();
         services.AddSingleton<DeadLetterReplayer>();
         builder.AddDispatcherBus(consume: true);

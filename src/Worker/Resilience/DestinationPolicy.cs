@@ -5,18 +5,18 @@ using Dispatcher.Worker.Dispatching;
 using Dispatcher.Worker.Observability;
 using Polly;
 using Polly.CircuitBreaker;
-using Polly.RateLimiting;
 
 namespace Dispatcher.Worker.Resilience;
 
 /// <summary>
 /// The per-destination policies around one attempt, outermost first:
-/// a concurrency cap (Polly concurrency limiter, no queue: a destination at its cap parks the request instead of
-/// taking more worker slots), the fleet-wide rate limit (wait briefly for a permit, else park), and a circuit
+/// a concurrency cap (a concurrency limiter with a queue as long as the cap: a request at the cap waits for a slot
+/// at most as long as it would have been parked, holding no worker slot meanwhile, and parks when the queue is
+/// full or the wait runs out), the fleet-wide rate limit (wait briefly for a permit, else park), and a circuit
 /// breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
 /// Breaker state is per worker: see docs/design.md.
 /// </summary>
-#pragma warning disable CA1001 // The limiter has no queue and no timer: disposing it would release nothing.
+#pragma warning disable CA1001 // The limiter has no timer, and its waiters are cancelled by their own tokens: disposing it would release nothing.
 internal sealed class DestinationPolicy
 {
     public const string AtCapacity = "MaxConcurrency reached";
@@ -25,12 +25,10 @@ internal sealed class DestinationPolicy
     /// <summary>Longest wait for a rate permit while holding a destination slot; longer waits park.</summary>
     private static readonly TimeSpan MaxPermitWait = TimeSpan.FromSeconds(1);
 
-    private readonly ResiliencePipeline _concurrency;
     private readonly ResiliencePipeline<AttemptOutcome> _breaker;
     private readonly SharedRateLimiter? _rateLimiter;
     private readonly DestinationOptions _options;
     private readonly TimeProvider _time;
-    // Held here (not only inside the pipeline) so that ShouldHoldBack can read its free permits.
     private readonly ConcurrencyLimiter _slots;
     private long _openUntilTicks;
 
@@ -39,10 +37,12 @@ internal sealed class DestinationPolicy
         _options = options;
         _time = time;
         _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
-        _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions { PermitLimit = options.MaxConcurrency, QueueLimit = 0 });
-        _concurrency = new ResiliencePipelineBuilder { TimeProvider = time }
-            .AddRateLimiter(_slots)
-            .Build();
+        _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
+        {
+            PermitLimit = options.MaxConcurrency,
+            QueueLimit = options.MaxConcurrency,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        });
         var cb = options.CircuitBreaker;
         _breaker = new ResiliencePipelineBuilder<AttemptOutcome> { TimeProvider = time }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<AttemptOutcome>
@@ -93,7 +93,7 @@ internal sealed class DestinationPolicy
             reason = CircuitOpen;
             return true;
         }
-        if (_slots.GetStatistics()?.CurrentAvailablePermits == 0)
+        if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && slots.CurrentQueuedCount >= _options.MaxConcurrency)
         {
             delay = ConcurrencyParkDelay();
             reason = AtCapacity;
@@ -106,16 +106,37 @@ internal sealed class DestinationPolicy
 
     public async Task<PolicyResult> ExecuteAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
     {
+        var slot = _slots.AttemptAcquire();
+        if (!slot.IsAcquired)
+        {
+            slot.Dispose();
+            slot = await WaitForSlotAsync(cancellationToken);
+            if (slot is null)
+                return PolicyResult.Park(ConcurrencyParkDelay(), AtCapacity);
+        }
+        using (slot)
+            return await RateLimitedAsync(attempt, cancellationToken);
+    }
+
+    /// <summary>
+    /// At the cap: wait in the queue for a slot, at most as long as a park would hold the request back anyway
+    /// (a busy destination frees slots in the time of a call; a hanging one does not, and its requests park).
+    /// </summary>
+    private async Task<System.Threading.RateLimiting.RateLimitLease?> WaitForSlotAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(ConcurrencyParkDelay(), _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            return await _concurrency.ExecuteAsync(
-                static async (state, ct) => await state.self.RateLimitedAsync(state.attempt, ct),
-                (self: this, attempt),
-                cancellationToken);
+            var slot = await _slots.AcquireAsync(1, linked.Token);
+            if (slot.IsAcquired)
+                return slot;
+            slot.Dispose(); // the queue is full
+            return null;
         }
-        catch (RateLimiterRejectedException)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return PolicyResult.Park(ConcurrencyParkDelay(), AtCapacity);
+            return null;
         }
     }
 

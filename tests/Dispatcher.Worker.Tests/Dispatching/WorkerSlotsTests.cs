@@ -1,0 +1,54 @@
+using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Dispatching;
+using Microsoft.Extensions.Options;
+
+namespace Dispatcher.Worker.Tests.Dispatching;
+
+public sealed class WorkerSlotsTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private static DispatcherOptions Options(int worker, params int[] destinationCaps)
+    {
+        var options = new DispatcherOptions { Worker = { MaxConcurrency = worker } };
+        for (var i = 0; i < destinationCaps.Length; i++)
+            options.Destinations[$"d{i}"] = new DestinationOptions { MaxConcurrency = destinationCaps[i] };
+        return options;
+    }
+
+    [Fact]
+    public void The_consumer_takes_the_worker_slots_plus_twice_every_destination_cap()
+    {
+        Assert.Equal(64, WorkerSlots.MessageLimit(Options(64)));
+        Assert.Equal(4 + 2 * (4 + 16 + 1), WorkerSlots.MessageLimit(Options(4, 4, 16, 1)));
+    }
+
+    [Fact]
+    public async Task A_message_waiting_on_its_destination_frees_its_slot_and_takes_one_back_before_it_returns()
+    {
+        using var slots = new WorkerSlots(Microsoft.Extensions.Options.Options.Create(Options(2)));
+        using var first = await slots.EnterAsync(CancellationToken.None);
+        using var second = await slots.EnterAsync(CancellationToken.None);
+        Assert.Equal(0, slots.Available);
+
+        var third = slots.EnterAsync(CancellationToken.None).AsTask();
+        Assert.False(third.IsCompleted);
+
+        // The first message goes out to its destination: the third gets its slot meanwhile.
+        var call = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiting = first.WithoutSlotAsync(() => call.Task);
+        using var thirdSlot = await third.WaitAsync(Timeout);
+
+        // The call is answered, but all slots are taken: the first message waits for one before it records the outcome.
+        call.SetResult(42);
+        await Task.Delay(50);
+        Assert.False(waiting.IsCompleted);
+        second.Dispose();
+        Assert.Equal(42, await waiting.WaitAsync(Timeout));
+        Assert.Equal(0, slots.Available);
+
+        first.Dispose();
+        first.Dispose(); // once only
+        Assert.Equal(1, slots.Available);
+    }
+}
