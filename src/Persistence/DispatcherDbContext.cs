@@ -89,6 +89,8 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
             e.Property(x => x.Destination).HasColumnName("destination");
             e.Property(x => x.Tokens).HasColumnName("tokens");
             e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+            e.Property(x => x.WindowSlots).HasColumnName("window_slots").HasDefaultValueSql("'{}'");
+            e.Property(x => x.WindowCounts).HasColumnName("window_counts").HasDefaultValueSql("'{}'");
         });
 
         modelBuilder.Entity<WorkerHeartbeat>(e =>

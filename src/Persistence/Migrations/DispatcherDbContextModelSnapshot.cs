@@ -248,6 +248,20 @@ namespace Dispatcher.Persistence.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("updated_at");
 
+                    b.PrimitiveCollection<int[]>("WindowCounts")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer[]")
+                        .HasColumnName("window_counts")
+                        .HasDefaultValueSql("'{}'");
+
+                    b.PrimitiveCollection<long[]>("WindowSlots")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint[]")
+                        .HasColumnName("window_slots")
+                        .HasDefaultValueSql("'{}'");
+
                     b.HasKey("Destination");
 
                     b.ToTable("rate_limit_buckets", (string)null);

@@ -8,34 +8,64 @@ namespace Dispatcher.Persistence.RateLimiting;
 public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn);
 
 /// <summary>
-/// A token bucket per destination in PostgreSQL, so that a limit of P/s holds across all workers together.
-/// Workers take small leases of permits (a few tens of milliseconds' worth) and spend them locally.
+/// A token bucket per destination in PostgreSQL, so that a limit of P/s holds across all workers together, with a
+/// sliding 1-second window on top: the bucket paces the grants (Burst at once at most), the window makes sure that
+/// no 1-second window ever holds more than ceil(P) grants, whatever the Burst. (A token bucket alone allows P + Burst
+/// in a window, so a Burst large enough to ride out workers that were late to ask, on a busy machine, broke the
+/// limit; with the window it cannot.) Workers take small leases of permits (a few tens of milliseconds' worth) and
+/// spend them locally.
 /// </summary>
 public sealed class RateLimitStore(DispatcherDataSources dataSources)
 {
+    /// <summary>Width of one slot of the sliding window.</summary>
+    public static readonly TimeSpan SlotWidth = TimeSpan.FromMilliseconds(10);
+
     // A new bucket starts empty: the first calls to a destination ramp up at the steady rate instead of spending
     // the burst while cold workers are still slow to get their first calls out (which bunches them).
-    // Refill by the time elapsed on the database's clock (one clock for every worker), cap at the capacity,
-    // then take up to @want whole permits, all under the row lock. Runs on the relaxed pool: losing an update
-    // in a PostgreSQL crash can at worst hand out one lease twice.
+    // Refill by the time elapsed on the database's clock (one clock for every worker), cap at the capacity, then
+    // take up to @want whole permits, all under the row lock, within what the window leaves: the grants of the last
+    // 101 slots of 10 ms (every 1-second window that ends now lies within them, so the window holds exactly).
+    // Runs on the relaxed pool: losing an update in a PostgreSQL crash can at worst hand out one lease twice.
     private const string TakeSql = """
         INSERT INTO rate_limit_buckets (destination, tokens, updated_at)
         VALUES (@destination, 0, clock_timestamp())
         ON CONFLICT (destination) DO NOTHING;
 
         WITH cur AS (
-            SELECT c.at, LEAST(@capacity, b.tokens + EXTRACT(EPOCH FROM (c.at - b.updated_at)) * @rate) AS available
+            SELECT c.at, floor(EXTRACT(EPOCH FROM c.at) * 100)::bigint AS slot,
+                   LEAST(@capacity, b.tokens + EXTRACT(EPOCH FROM (c.at - b.updated_at)) * @rate) AS available,
+                   b.window_slots, b.window_counts
             FROM rate_limit_buckets b, (SELECT clock_timestamp() AS at) c
             WHERE b.destination = @destination
             FOR UPDATE OF b
+        ), w AS (
+            SELECT cur.at, cur.slot, cur.available, x.slots, x.counts, COALESCE(x.used, 0)::int AS used, x.oldest
+            FROM cur, LATERAL (
+                SELECT array_agg(u.s ORDER BY u.s) AS slots, array_agg(u.n ORDER BY u.s) AS counts,
+                       sum(u.n) AS used, min(u.s) AS oldest
+                FROM unnest(cur.window_slots, cur.window_counts) AS u(s, n)
+                WHERE u.s > cur.slot - 101
+            ) x
         ), g AS (
-            SELECT at, available, GREATEST(0, LEAST(@want, floor(available)))::int AS granted FROM cur
+            SELECT w.*, GREATEST(0, LEAST(@want, floor(w.available), @window_limit - w.used))::int AS granted,
+                   cardinality(w.slots) AS n
+            FROM w
         )
         UPDATE rate_limit_buckets b
-        SET tokens = g.available - g.granted, updated_at = g.at
+        SET tokens = g.available - g.granted,
+            updated_at = g.at,
+            window_slots = CASE WHEN g.granted = 0 THEN COALESCE(g.slots, '{}')
+                                WHEN g.slots[g.n] = g.slot THEN g.slots
+                                ELSE COALESCE(g.slots, '{}') || g.slot END,
+            window_counts = CASE WHEN g.granted = 0 THEN COALESCE(g.counts, '{}')
+                                 WHEN g.slots[g.n] = g.slot THEN g.counts[1:g.n - 1] || (g.counts[g.n] + g.granted)
+                                 ELSE COALESCE(g.counts, '{}') || g.granted END
         FROM g
         WHERE b.destination = @destination
-        RETURNING g.granted, g.available - g.granted
+        RETURNING g.granted, g.available - g.granted,
+                  -- Window full: when its oldest slot leaves it.
+                  CASE WHEN g.used + g.granted >= @window_limit AND g.oldest IS NOT NULL
+                       THEN GREATEST(0, (g.oldest + 101) / 100.0 - EXTRACT(EPOCH FROM g.at))::float8 ELSE 0 END
         """;
 
     public async Task<RateLimitLease> TakeAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
@@ -45,6 +75,7 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         cmd.Parameters.Add(new NpgsqlParameter<int>("want", want));
         cmd.Parameters.Add(new NpgsqlParameter<double>("rate", permitsPerSecond));
         cmd.Parameters.Add(new NpgsqlParameter<double>("capacity", capacity));
+        cmd.Parameters.Add(new NpgsqlParameter<int>("window_limit", WindowLimit(permitsPerSecond)));
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (!reader.HasRows && await reader.NextResultAsync(cancellationToken))
         {
@@ -52,7 +83,13 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         await reader.ReadAsync(cancellationToken);
         var granted = reader.GetInt32(0);
         var remaining = reader.GetDouble(1);
-        var next = granted > 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Max(0, 1 - remaining) / permitsPerSecond);
+        var windowWait = reader.GetDouble(2);
+        var next = granted > 0
+            ? TimeSpan.Zero
+            : TimeSpan.FromSeconds(Math.Max(Math.Max(0, 1 - remaining) / permitsPerSecond, windowWait));
         return new RateLimitLease(granted, next);
     }
+
+    /// <summary>Grants allowed in any 1-second window: the rate, rounded up (at least 1).</summary>
+    public static int WindowLimit(double permitsPerSecond) => (int)Math.Clamp(Math.Ceiling(permitsPerSecond), 1, int.MaxValue);
 }

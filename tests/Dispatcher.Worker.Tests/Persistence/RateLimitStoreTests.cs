@@ -1,0 +1,47 @@
+using Dispatcher.Persistence;
+using Dispatcher.Persistence.RateLimiting;
+using Dispatcher.Worker.Tests.Infrastructure;
+using Npgsql;
+
+namespace Dispatcher.Worker.Tests.Persistence;
+
+[Collection(IntegrationCollection.Name)]
+public sealed class RateLimitStoreTests(ServicesFixture services)
+{
+    [Fact]
+    public async Task A_full_bucket_grants_no_more_than_the_rate_within_one_second_whatever_its_burst()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new RateLimitStore(dataSources);
+        const string destination = "partner";
+        const double rate = 50;
+        const double capacity = 200; // Burst 200: a token bucket alone would allow 250 in a second
+
+        Assert.Equal(0, (await store.TakeAsync(destination, 1, rate, capacity, CancellationToken.None)).Granted); // a new bucket starts empty
+        await using (var connection = new NpgsqlConnection(postgres))
+        {
+            await connection.OpenAsync();
+            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 200, updated_at = clock_timestamp()", connection);
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        // 200 tokens in the bucket, but the window allows 50 within any second.
+        var first = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
+        var second = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
+        var third = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
+        Assert.Equal(30, first.Granted);
+        Assert.Equal(20, second.Granted);
+        Assert.Equal(0, third.Granted);
+        // The next permit comes when the first grant leaves the window, about 1 s later (not when the bucket refills).
+        Assert.InRange(third.NextPermitIn, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(1.02));
+    }
+
+    [Fact]
+    public void The_window_holds_the_rate_rounded_up()
+    {
+        Assert.Equal(200, RateLimitStore.WindowLimit(200));
+        Assert.Equal(2, RateLimitStore.WindowLimit(1.5));
+        Assert.Equal(1, RateLimitStore.WindowLimit(0.1));
+    }
+}
