@@ -6,8 +6,8 @@ namespace Dispatcher.Persistence;
 /// <summary>
 /// The two connection pools of a worker. <see cref="Durable"/> is what every acknowledgement waits on.
 /// <see cref="Relaxed"/> runs with <c>synchronous_commit = off</c>: it serves writes whose loss in a
-/// PostgreSQL crash is harmless (rate-limit leases, heartbeats). Claims are not among them: a claim lost in a
-/// crash would fence out the completion of the call it allowed, so claims commit durably (group-committed).
+/// PostgreSQL crash is harmless (rate-limit leases, heartbeats) or detected (claims: a lost claim makes its
+/// completion miss, and the worker claims again before it completes; see DispatchStore.ClaimAsync).
 /// Both prepare their statements automatically: a worker runs the same dozen statements all day, and parsing the
 /// large batched ones on every call cost PostgreSQL CPU (measured in the throughput bench, pg_stat_statements:
 /// 0.37-0.47 -> 0.31-0.32 ms per dispatch); they are still planned for each execution (see below). A connection string that sets

@@ -113,9 +113,15 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         """;
 
     /// <summary>Claims a batch of distinct RequestIds; the results are in the order of <paramref name="commands"/>.</summary>
+    /// <remarks>
+    /// Claims commit without waiting for the WAL flush (<c>synchronous_commit = off</c>): nothing is acknowledged
+    /// on a claim, and the completion that follows is durable (its flush covers the claim too). A claim lost in a
+    /// PostgreSQL crash shows up as a completion that does not apply; the worker then claims again and, if that
+    /// succeeds, completes (DispatchProcessor.CommitAsync).
+    /// </remarks>
     public async Task<ClaimResult[]> ClaimAsync(IReadOnlyList<ClaimCommand> commands, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var cmd = dataSources.Durable.CreateCommand(ClaimSql);
+        await using var cmd = dataSources.Relaxed.CreateCommand(ClaimSql);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.AddArray("request_ids", commands, c => c.RequestId);
         cmd.AddArray("destinations", commands, c => c.Destination);

@@ -7,7 +7,7 @@ namespace Dispatcher.Worker.Dispatching;
 
 /// <summary>A claimed request and the attempt this worker is about to make (or just made).</summary>
 internal sealed record DispatchAttemptContext(
-    DispatchRequest Request, string RequestJson, Destination Destination, ClaimResult Claim, Guid LeaseToken, string? TraceParent)
+    DispatchRequest Request, string RequestJson, Destination Destination, ClaimResult Claim, ClaimCommand ClaimCommand, string? TraceParent)
 {
     /// <summary>1-based number of this attempt within the cycle.</summary>
     public int Number => Claim.Attempts + 1;
@@ -15,7 +15,7 @@ internal sealed record DispatchAttemptContext(
     public CompletionCommand Completion(AttemptOutcome? outcome, DispatchState state, DeadLetterReason? reason, string? error, DateTimeOffset now) => new()
     {
         RequestId = Request.RequestId,
-        LeaseToken = LeaseToken,
+        LeaseToken = ClaimCommand.LeaseToken,
         State = state,
         Reason = reason?.ToString(),
         Cycle = Claim.Cycle,

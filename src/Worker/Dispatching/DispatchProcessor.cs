@@ -90,7 +90,7 @@ internal sealed class DispatchProcessor(
             return;
         }
 
-        var attempt = new DispatchAttemptContext(request, requestJson, destination, claim, leaseToken, incoming.TraceParent);
+        var attempt = new DispatchAttemptContext(request, requestJson, destination, claim, claimCommand, incoming.TraceParent);
         if (request.Deadline is { } deadline && time.GetUtcNow() >= deadline)
         {
             await CompleteAsync(attempt, outcome: null, DeadLetterReason.DeadlineExceeded,
@@ -195,10 +195,29 @@ internal sealed class DispatchProcessor(
             NextAttemptAt = at,
             Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
         };
-        if ((await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken)).Applied)
+        if ((await CommitAsync(attempt, command, cancellationToken)).Applied)
             return true;
         Log.LeaseLost(logger, attempt.Request.RequestId);
         return false;
+    }
+
+    /// <summary>
+    /// Commits a claimed request's new state. Claims are not flushed before the call (see DispatchStore.ClaimAsync),
+    /// so a completion that does not apply may mean that PostgreSQL crashed and lost the claim, not that another
+    /// delivery took the request over: claim again, as this message (never as a takeover of a live claim), and
+    /// complete if that succeeds. When another owner holds the request, or it is already terminal, the claim fails
+    /// and nothing is written.
+    /// </summary>
+    private async Task<CompletionResult> CommitAsync(DispatchAttemptContext attempt, CompletionCommand command, CancellationToken cancellationToken)
+    {
+        var result = await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
+        if (result.Applied || attempt.ClaimCommand.MessageId is null)
+            return result;
+        var again = attempt.ClaimCommand with { Redelivered = false };
+        if (!(await durably.RunAsync(() => writer.ClaimAsync(again), cancellationToken)).Claimed)
+            return result;
+        Log.Reclaimed(logger, attempt.Request.RequestId);
+        return await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
     }
 
     private async Task CompleteAsync(
@@ -216,7 +235,7 @@ internal sealed class DispatchProcessor(
             Outbox = new OutboxEntry(eventId, OutboxKinds.Completed, DispatcherJson.Serialize(completed),
                 events.DueAt(now), attempt.TraceParent),
         };
-        var result = await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
+        var result = await CommitAsync(attempt, command, cancellationToken);
         if (!result.Applied)
         {
             Log.LeaseLost(logger, attempt.Request.RequestId);

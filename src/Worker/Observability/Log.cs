@@ -27,6 +27,9 @@ internal static partial class Log
     [LoggerMessage(15, LogLevel.Warning, "Dispatch {RequestId}: another owner took the request over before this worker committed; its result is kept in the attempt history only")]
     public static partial void LeaseLost(ILogger logger, Guid requestId);
 
+    [LoggerMessage(31, LogLevel.Warning, "Dispatch {RequestId}: its claim was gone when it committed (lost in a PostgreSQL restart); claimed again and committing")]
+    public static partial void Reclaimed(ILogger logger, Guid requestId);
+
     [LoggerMessage(16, LogLevel.Warning, "PostgreSQL unavailable ({Error}); retrying in {DelayMs} ms")]
     public static partial void DatabaseUnavailable(ILogger logger, string error, int delayMs);
 

@@ -79,4 +79,32 @@ public sealed class CrashRecoveryTests(ServicesFixture services)
         Assert.Equal(0u, await s.Bus.MessageCountAsync(s.Queue));
         Assert.Equal(20, s.Downstream.Calls.Count);
     }
+
+    [Fact]
+    public async Task A_claim_lost_while_its_call_was_in_flight_is_claimed_again_and_the_result_committed_once()
+    {
+        // Claims are not flushed before the call: a PostgreSQL crash may lose one. Here the claim's row is removed
+        // while the call is in flight, as a crash would leave it; the completion must not be dropped as "another
+        // owner took it over" (the message would be acknowledged and the request lost).
+        await using var s = await Scenario.StartAsync(services);
+        var inCall = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        s.Downstream.Handler = async context =>
+        {
+            inCall.TrySetResult();
+            await release.Task.WaitAsync(context.RequestAborted);
+            context.Response.StatusCode = 200;
+        };
+        var request = s.NewRequest("/orders/lost-claim");
+        await s.SendAsync(request);
+        await inCall.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, await s.ScalarAsync($"DELETE FROM dispatches WHERE request_id = '{request.RequestId}' RETURNING 1"));
+
+        release.SetResult();
+        await s.WaitForTerminalAsync([request.RequestId], TimeSpan.FromSeconds(30));
+        var states = await s.StatesAsync();
+        Assert.Equal(("Succeeded", (string?)null, 1), states[request.RequestId]);
+        Assert.Single(s.Downstream.CallsOf(request.RequestId));
+        Assert.Equal(1, await s.ScalarAsync($"SELECT count(*) FROM outbox WHERE kind = 'completed' AND payload->>'requestId' = '{request.RequestId}'"));
+    }
 }
