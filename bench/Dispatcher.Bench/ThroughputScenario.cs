@@ -161,6 +161,7 @@ internal static class ThroughputScenario
         await done.Task;
         var result = measurement.Stop(count);
         await bus.StopAsync();
+        await Harness.DeleteQueuesAsync(env, queue);
         return (result, send);
     }
 
@@ -188,7 +189,7 @@ internal static class ThroughputScenario
             $"--Dispatcher:Destinations:{destination}:MaxConcurrency={Concurrency}",
             $"--Dispatcher:Destinations:{destination}:RateLimit:PermitsPerSecond=1000000",
         ];
-        var builder = DispatcherHostBuilder.Create(null, overrides, quietLogs: false);
+        var builder = DispatcherHostBuilder.Create(null, overrides, quietLogs: true);
         builder.AddDispatcherWorker();
         await using var app = builder.Build();
         app.MapAdminEndpoints();
@@ -203,6 +204,7 @@ internal static class ThroughputScenario
         var result = measurement.Stop(count);
         var cpu = system.Stop();
         await app.StopAsync();
+        await Harness.DeleteQueuesAsync(env, queue);
         return (result, send, cpu, statementsOn ? await StatementsAsync(postgres) : null, await TableScansAsync(postgres));
     }
 
