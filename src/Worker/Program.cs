@@ -3,6 +3,9 @@ using Dispatcher.Worker.Hosting;
 using Spectre.Console.Cli;
 
 var (commandArgs, overrides) = DispatcherConfiguration.SplitArgs(args);
+// Piped or redirected (grep, a file, a CI log), tables keep one row per line instead of wrapping at 80 columns.
+if (Console.IsOutputRedirected)
+    Spectre.Console.AnsiConsole.Profile.Width = 240;
 CliOverrides.Values = overrides;
 
 var app = new CommandApp<RunCommand>();
@@ -13,7 +16,7 @@ app.Configure(config =>
     config.AddCommand<MigrateCommand>("migrate").WithDescription("Create or upgrade the database schema, then exit.");
     config.AddCommand<SendCommand>("send").WithDescription("Publish requests to the request queue.")
         .WithExample("send", "--destination", "payments", "--path", "/v1/charges", "--body", "{\"amount\":100}", "--count", "10");
-    config.AddCommand<StatusCommand>("status").WithDescription("Per destination: breaker, in flight, rate, waiting retries, dead letters; queues; outbox.");
+    config.AddCommand<StatusCommand>("status").WithDescription("Per destination: breaker, in flight, rate, waiting retries, held-back requests, dead letters; queues; outbox.");
     config.AddBranch("dispatches", b =>
     {
         b.SetDescription("Inspect dispatches.");

@@ -3,7 +3,11 @@ using Npgsql;
 namespace Dispatcher.Persistence.Status;
 
 /// <summary>Per destination: dispatches by state (all workers together) and what live workers report.</summary>
-public sealed record DestinationCounts(string Destination, long InProgress, long Scheduled, long DeadLetters, long SucceededLastHour);
+/// <param name="HeldBack">
+/// Requests written back into the outbox unclaimed (their destination was at its cap with its queue full, or its
+/// breaker open), waiting to come back: pending request rows that are not the message of a Scheduled dispatch.
+/// </param>
+public sealed record DestinationCounts(string Destination, long InProgress, long Scheduled, long DeadLetters, long SucceededLastHour, long HeldBack = 0);
 
 public sealed record HeartbeatRow(string WorkerId, string Destination, int CircuitState, int InFlight, double PermitsPerSecond, DateTimeOffset UpdatedAt);
 
@@ -67,10 +71,34 @@ public sealed class StatusStore(DispatcherDataSources dataSources)
             ORDER BY destination
             """);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hour_ago", now - TimeSpan.FromHours(1)));
-        var result = new List<DestinationCounts>();
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-            result.Add(new DestinationCounts(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4)));
-        return result;
+        var result = new Dictionary<string, DestinationCounts>();
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                result[reader.GetString(0)] = new DestinationCounts(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4));
+        }
+
+        // Pending request rows that are not the message of a Scheduled dispatch (a retry, park or replay, counted
+        // above) are held-back requests.
+        await using var held = dataSources.Durable.CreateCommand("""
+            SELECT o.payload->>'destination', count(*)
+            FROM outbox o
+            WHERE o.kind = 'request' AND o.published_at IS NULL AND o.payload->>'destination' IS NOT NULL
+              AND NOT EXISTS (
+                  SELECT 1 FROM dispatches d
+                  WHERE d.request_id = CASE WHEN o.payload->>'requestId' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
+                                            THEN (o.payload->>'requestId')::uuid END
+                    AND d.state = 'Scheduled' AND d.message_id = o.message_id)
+            GROUP BY 1
+            """);
+        await using (var reader = await held.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var name = reader.GetString(0);
+                result[name] = (result.GetValueOrDefault(name) ?? new DestinationCounts(name, 0, 0, 0, 0)) with { HeldBack = reader.GetInt64(1) };
+            }
+        }
+        return [.. result.Values.OrderBy(c => c.Destination, StringComparer.Ordinal)];
     }
 }

@@ -22,11 +22,11 @@ internal sealed class StatusCommand : AsyncCommand<ReadSettings>
                 return 0;
             }
             var table = new Table().Title($"Dispatcher status at {report.At:yyyy-MM-dd HH:mm:ss}Z ({report.LiveWorkers} live worker(s))")
-                .AddColumns("Destination", "Breaker", "In flight", "Rate/s", "In progress", "Waiting (retry/parked)", "Dead letters", "Succeeded (1 h)");
+                .AddColumns("Destination", "Breaker", "In flight", "Rate/s", "In progress", "Waiting (retry/parked)", "Held back", "Dead letters", "Succeeded (1 h)");
             foreach (var d in report.Destinations)
             {
                 table.AddRow(Markup.Escape(d.Destination), Markup.Escape(d.Breaker), d.InFlight.ToString(), d.PermitsPerSecond.ToString("0.##"),
-                    d.InProgress.ToString(), d.WaitingRetries.ToString(), d.DeadLetters.ToString(), d.SucceededLastHour.ToString());
+                    d.InProgress.ToString(), d.WaitingRetries.ToString(), d.HeldBack.ToString(), d.DeadLetters.ToString(), d.SucceededLastHour.ToString());
             }
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine(Queue("Queue", report.Queue) + "   " + Queue("Error queue", report.ErrorQueue));

@@ -12,6 +12,7 @@ public sealed record DestinationStatus(
     double PermitsPerSecond,
     long InProgress,
     long WaitingRetries,
+    long HeldBack,
     long DeadLetters,
     long SucceededLastHour,
     int Workers);
@@ -52,7 +53,7 @@ internal sealed class StatusReporter(StatusStore status, OutboxStore outbox, Que
             var permits = mine.Count > 0 ? mine.Max(b => b.PermitsPerSecond)
                 : options.Destinations.TryGetValue(name, out var d) ? d.RateLimit.PermitsPerSecond : 0;
             return new DestinationStatus(name, Breaker(mine), mine.Sum(b => b.InFlight), permits,
-                c.InProgress, c.Scheduled, c.DeadLetters, c.SucceededLastHour, mine.Count);
+                c.InProgress, c.Scheduled, c.HeldBack, c.DeadLetters, c.SucceededLastHour, mine.Count);
         }).ToList();
         return new StatusReport(now, destinations, queue, errorQueue, pending, due, beats.Select(b => b.WorkerId).Distinct().Count());
     }

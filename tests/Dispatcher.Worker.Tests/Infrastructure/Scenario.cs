@@ -70,6 +70,25 @@ public sealed class Scenario : IAsyncDisposable
         Worker = null;
     }
 
+    /// <summary>Runs the worker executable's CLI with this scenario's settings (as environment variables); asserts exit code 0.</summary>
+    public async Task<string> RunCliAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll"));
+        foreach (var a in args)
+            info.ArgumentList.Add(a);
+        foreach (var (k, v) in Settings)
+            info.Environment[k.Replace(":", "__", StringComparison.Ordinal)] = v;
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>())
+            info.Environment[k] = v;
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, $"{string.Join(' ', args)} exited {process.ExitCode}: {await stderr}");
+        return await stdout + await stderr;
+    }
+
     public DispatchRequest NewRequest(string path = "/orders", string method = "POST", string? body = "{\"amount\":1}") => new()
     {
         RequestId = Guid.NewGuid(),

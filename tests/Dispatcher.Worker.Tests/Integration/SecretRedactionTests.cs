@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Dispatcher.Worker.Tests.Infrastructure;
 
 namespace Dispatcher.Worker.Tests.Integration;
@@ -61,27 +60,10 @@ public sealed class SecretRedactionTests(ServicesFixture services)
         foreach (var command in new[] { new[] { "dispatches", "show", ok.RequestId.ToString(), "--json" },
                      ["dead-letters", "show", failed.RequestId.ToString(), "--json"], ["dead-letters", "list", "--json"] })
         {
-            var output = await RunCliAsync(s, command);
+            var output = await s.RunCliAsync(command, new Dictionary<string, string> { ["Dispatcher__RedactedHeaders__0"] = "X-Partner-Secret" });
             Assert.DoesNotContain("planted", output, StringComparison.Ordinal);
             if (command[1] == "show")
                 Assert.Contains("[REDACTED]", output, StringComparison.Ordinal);
         }
-    }
-
-    private static async Task<string> RunCliAsync(Scenario s, string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll"));
-        foreach (var a in args)
-            info.ArgumentList.Add(a);
-        foreach (var (k, v) in s.Settings)
-            info.Environment[k.Replace(":", "__", StringComparison.Ordinal)] = v;
-        info.Environment["Dispatcher__RedactedHeaders__0"] = "X-Partner-Secret";
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"{string.Join(' ', args)} exited {process.ExitCode}: {await stderr}");
-        return await stdout + await stderr;
     }
 }
