@@ -31,13 +31,18 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         VALUES (@destination, 0, clock_timestamp())
         ON CONFLICT (destination) DO NOTHING;
 
-        WITH cur AS (
-            SELECT c.at, floor(EXTRACT(EPOCH FROM c.at) * 100)::bigint AS slot,
-                   LEAST(@capacity, b.tokens + EXTRACT(EPOCH FROM (c.at - b.updated_at)) * @rate) AS available,
-                   b.window_slots, b.window_counts
-            FROM rate_limit_buckets b, (SELECT clock_timestamp() AS at) c
+        WITH locked AS (
+            SELECT b.tokens, b.updated_at, b.window_slots, b.window_counts
+            FROM rate_limit_buckets b
             WHERE b.destination = @destination
             FOR UPDATE OF b
+        ), cur AS (
+            -- The clock is read once the row is locked (a caller that waited for the lock must not refill or record
+            -- its grant as of before the previous holder's update).
+            SELECT c.at, floor(EXTRACT(EPOCH FROM c.at) * 100)::bigint AS slot,
+                   LEAST(@capacity, l.tokens + EXTRACT(EPOCH FROM (c.at - l.updated_at)) * @rate) AS available,
+                   l.window_slots, l.window_counts
+            FROM locked l, LATERAL (SELECT GREATEST(clock_timestamp(), l.updated_at) AS at) c
         ), w AS (
             SELECT cur.at, cur.slot, cur.available, x.slots, x.counts, COALESCE(x.used, 0)::int AS used, x.oldest
             FROM cur, LATERAL (

@@ -71,7 +71,8 @@ public sealed class StatusStore(DispatcherDataSources dataSources)
             ORDER BY destination
             """);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hour_ago", now - TimeSpan.FromHours(1)));
-        var result = new Dictionary<string, DestinationCounts>();
+        // Held-back rows name the destination as the request spelled it; configured names match case-insensitively.
+        var result = new Dictionary<string, DestinationCounts>(StringComparer.OrdinalIgnoreCase);
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -96,9 +97,10 @@ public sealed class StatusStore(DispatcherDataSources dataSources)
             while (await reader.ReadAsync(cancellationToken))
             {
                 var name = reader.GetString(0);
-                result[name] = (result.GetValueOrDefault(name) ?? new DestinationCounts(name, 0, 0, 0, 0)) with { HeldBack = reader.GetInt64(1) };
+                var counts = result.GetValueOrDefault(name) ?? new DestinationCounts(name, 0, 0, 0, 0);
+                result[counts.Destination] = counts with { HeldBack = counts.HeldBack + reader.GetInt64(1) };
             }
         }
-        return [.. result.Values.OrderBy(c => c.Destination, StringComparer.Ordinal)];
+        return [.. result.Values.OrderBy(c => c.Destination, StringComparer.OrdinalIgnoreCase)];
     }
 }

@@ -79,7 +79,7 @@ internal sealed class DispatchProcessor(
             requestJson,
             incoming.MessageId ?? (incoming.Redelivered ? null : Guid.NewGuid()),
             leaseToken,
-            now + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
+            now + destination.Policy.LongestWaitBeforeCall + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
             incoming.TraceParent,
             incoming.Redelivered);
         var claim = await durably.RunAsync(() => writer.ClaimAsync(claimCommand), cancellationToken);
@@ -204,16 +204,17 @@ internal sealed class DispatchProcessor(
     /// <summary>
     /// Commits a claimed request's new state. Claims are not flushed before the call (see DispatchStore.ClaimAsync),
     /// so a completion that does not apply may mean that PostgreSQL crashed and lost the claim, not that another
-    /// delivery took the request over: claim again, as this message (never as a takeover of a live claim), and
-    /// complete if that succeeds. When another owner holds the request, or it is already terminal, the claim fails
-    /// and nothing is written.
+    /// delivery took the request over: claim again, as the same claim, and complete if that succeeds. When another
+    /// owner holds the request, or it is already terminal, the claim fails and nothing is written.
     /// </summary>
     private async Task<CompletionResult> CommitAsync(DispatchAttemptContext attempt, CompletionCommand command, CancellationToken cancellationToken)
     {
         var result = await durably.RunAsync(() => writer.CompleteAsync(command), cancellationToken);
-        if (result.Applied || attempt.ClaimCommand.MessageId is null)
+        if (result.Applied)
             return result;
-        var again = attempt.ClaimCommand with { Redelivered = false };
+        // The same claim again (same message, lease token and redelivery flag: what it could take over then, it may
+        // take over now), with a fresh lease.
+        var again = attempt.ClaimCommand with { LeaseUntil = time.GetUtcNow() + destinations.Options.Worker.LeaseMargin };
         if (!(await durably.RunAsync(() => writer.ClaimAsync(again), cancellationToken)).Claimed)
             return result;
         Log.Reclaimed(logger, attempt.Request.RequestId);

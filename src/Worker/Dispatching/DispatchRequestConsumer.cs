@@ -12,7 +12,7 @@ internal sealed class DispatchRequestConsumer(DispatchProcessor processor) : ICo
             new IncomingDispatch(
                 context.Message,
                 context.MessageId,
-                context.ReceiveContext.Redelivered,
+                context.ReceiveContext.Redelivered || context.Headers.Get<string>(ErrorQueue.ErrorQueueClient.RequeuedHeader) is not null,
                 DispatchTracing.ParentOf(context)),
             context.CancellationToken);
 }

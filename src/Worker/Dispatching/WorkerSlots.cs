@@ -19,8 +19,9 @@ internal sealed class WorkerSlots : IDisposable
     public WorkerSlots(IOptions<DispatcherOptions> options) => _slots = new SemaphoreSlim(options.Value.Worker.MaxConcurrency);
 
     /// <summary>Messages one worker has in hand at once: its own slots plus, per destination, its calls and its queue.</summary>
+    /// Capped at 65,535: RabbitMQ's prefetch is a 16-bit count (and 0 would mean unlimited).
     public static int MessageLimit(DispatcherOptions options) =>
-        (int)Math.Min(int.MaxValue / 2,
+        (int)Math.Min(ushort.MaxValue,
             options.Worker.MaxConcurrency + options.Destinations.Values.Sum(d => 2L * Math.Max(0, d.MaxConcurrency)));
 
     public void Dispose() => _slots.Dispose();

@@ -44,6 +44,12 @@ internal sealed class ErrorQueueClient(IConfiguration configuration) : IAsyncDis
     /// Moves up to <paramref name="limit"/> of the messages there now back to the request queue (not those that
     /// fault again meanwhile: no loop); returns how many moved.
     /// </summary>
+    /// <summary>
+    /// Set on a requeued message: like a broker redelivery, it may take over the claim its first delivery left
+    /// behind when it faulted (a fresh copy of a message may not: see DispatchStore.ClaimSql).
+    /// </summary>
+    public const string RequeuedHeader = "Dispatcher-Requeued";
+
     public async Task<int> RequeueAsync(int limit, Action<int>? progress, CancellationToken cancellationToken)
     {
         limit = (int)Math.Min(limit, await CountAsync(cancellationToken));
@@ -55,9 +61,10 @@ internal sealed class ErrorQueueClient(IConfiguration configuration) : IAsyncDis
         {
             var properties = new BasicProperties(got.BasicProperties)
             {
-                Headers = got.BasicProperties.Headers?
+                Headers = (got.BasicProperties.Headers ?? new Dictionary<string, object?>())
                     .Where(h => !h.Key.StartsWith("MT-Fault", StringComparison.OrdinalIgnoreCase) && h.Key != "MT-Reason")
-                    .ToDictionary(h => h.Key, h => h.Value),
+                    .Append(new KeyValuePair<string, object?>(RequeuedHeader, "true"))
+                    .GroupBy(h => h.Key).ToDictionary(g => g.Key, g => g.Last().Value),
             };
             // Confirmed before the error-queue copy is acknowledged: a crash in between duplicates, never loses.
             await channel.BasicPublishAsync("", RequestQueue, mandatory: true, properties, got.Body, cancellationToken);

@@ -78,6 +78,9 @@ internal sealed class DestinationPolicy
 
     public SharedRateLimiter? RateLimiter => _rateLimiter;
 
+    /// <summary>The longest a claimed request may wait before its call: a slot in the queue, then a rate permit.</summary>
+    public TimeSpan LongestWaitBeforeCall => ConcurrencyParkDelay() + MaxPermitWait;
+
     /// <summary>
     /// A cheap look before the claim: true when a request would be parked right away (the destination is at its
     /// concurrency cap, or its breaker is open), with how long to hold it back. Only a hint: a request that passes

@@ -21,6 +21,8 @@ public sealed class WorkerSlotsTests
     {
         Assert.Equal(64, WorkerSlots.MessageLimit(Options(64)));
         Assert.Equal(4 + 2 * (4 + 16 + 1), WorkerSlots.MessageLimit(Options(4, 4, 16, 1)));
+        // RabbitMQ's prefetch is a 16-bit count.
+        Assert.Equal(65_535, WorkerSlots.MessageLimit(Options(64, 40_000)));
     }
 
     [Fact]
