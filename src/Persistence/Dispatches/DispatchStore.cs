@@ -130,7 +130,8 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("lease_tokens", commands, c => c.LeaseToken);
         cmd.AddArray("lease_untils", commands, c => c.LeaseUntil);
         cmd.AddArray("trace_parents", commands, c => c.TraceParent);
-        cmd.AddArray("redelivered_ids", commands.Where(c => c.Redelivered).ToList(), c => c.RequestId);
+        // Redeliveries are rare (a consumer died): most batches send an empty array.
+        cmd.AddArray("redelivered_ids", commands.Any(c => c.Redelivered) ? commands.Where(c => c.Redelivered).ToList() : [], c => c.RequestId);
 
         var claimed = new Dictionary<Guid, ClaimResult>(commands.Count);
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))

@@ -6,9 +6,13 @@ using Dispatcher.Worker.Destinations;
 namespace Dispatcher.Worker.Dispatching;
 
 /// <summary>A claimed request and the attempt this worker is about to make (or just made).</summary>
-internal sealed record DispatchAttemptContext(
-    DispatchRequest Request, string RequestJson, Destination Destination, ClaimResult Claim, ClaimCommand ClaimCommand, string? TraceParent)
+internal sealed record DispatchAttemptContext(DispatchRequest Request, Destination Destination, ClaimCommand ClaimCommand, ClaimResult Claim)
 {
+    /// <summary>The request as received (claimed, stored and re-sent as this JSON).</summary>
+    public string RequestJson => ClaimCommand.RequestJson;
+
+    public string? TraceParent => ClaimCommand.TraceParent;
+
     /// <summary>1-based number of this attempt within the cycle.</summary>
     public int Number => Claim.Attempts + 1;
 

@@ -90,7 +90,7 @@ internal sealed class DispatchProcessor(
             return;
         }
 
-        var attempt = new DispatchAttemptContext(request, requestJson, destination, claim, claimCommand, incoming.TraceParent);
+        var attempt = new DispatchAttemptContext(request, destination, claimCommand, claim);
         if (request.Deadline is { } deadline && time.GetUtcNow() >= deadline)
         {
             await CompleteAsync(attempt, outcome: null, DeadLetterReason.DeadlineExceeded,

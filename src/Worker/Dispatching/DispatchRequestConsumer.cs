@@ -12,7 +12,7 @@ internal sealed class DispatchRequestConsumer(DispatchProcessor processor) : ICo
             new IncomingDispatch(
                 context.Message,
                 context.MessageId,
-                context.ReceiveContext.Redelivered || context.Headers.Get<string>(ErrorQueue.ErrorQueueClient.RequeuedHeader) is not null,
+                context.ReceiveContext.Redelivered || context.Headers.TryGetHeader(ErrorQueue.ErrorQueueClient.RequeuedHeader, out _),
                 DispatchTracing.ParentOf(context)),
             context.CancellationToken);
 }

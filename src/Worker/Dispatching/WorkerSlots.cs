@@ -12,19 +12,20 @@ namespace Dispatcher.Worker.Dispatching;
 /// <see cref="MessageLimit"/> messages at once: the worker's slots plus twice every configured destination's cap
 /// (sized at start: a destination added by a later config reload shares that room).
 /// </summary>
-internal sealed class WorkerSlots : IDisposable
+#pragma warning disable CA1001 // The SemaphoreSlim never allocates a wait handle, and a consumer finishing during shutdown must still release: nothing to dispose.
+internal sealed class WorkerSlots
 {
     private readonly SemaphoreSlim _slots;
 
     public WorkerSlots(IOptions<DispatcherOptions> options) => _slots = new SemaphoreSlim(options.Value.Worker.MaxConcurrency);
 
-    /// <summary>Messages one worker has in hand at once: its own slots plus, per destination, its calls and its queue.</summary>
-    /// Capped at 65,535: RabbitMQ's prefetch is a 16-bit count (and 0 would mean unlimited).
+    /// <summary>
+    /// Messages one worker has in hand at once: its own slots plus, per destination, its calls and its queue; at most
+    /// 65,535 (RabbitMQ's prefetch is a 16-bit count, and 0 would mean unlimited).
+    /// </summary>
     public static int MessageLimit(DispatcherOptions options) =>
         (int)Math.Min(ushort.MaxValue,
             options.Worker.MaxConcurrency + options.Destinations.Values.Sum(d => 2L * Math.Max(0, d.MaxConcurrency)));
-
-    public void Dispose() => _slots.Dispose();
 
     /// <summary>Free worker slots (for tests and status).</summary>
     public int Available => _slots.CurrentCount;

@@ -59,13 +59,11 @@ internal sealed class ErrorQueueClient(IConfiguration configuration) : IAsyncDis
         var moved = 0;
         while (moved < limit && await channel.BasicGetAsync(ErrorQueueName, autoAck: false, cancellationToken) is { } got)
         {
-            var properties = new BasicProperties(got.BasicProperties)
-            {
-                Headers = (got.BasicProperties.Headers ?? new Dictionary<string, object?>())
-                    .Where(h => !h.Key.StartsWith("MT-Fault", StringComparison.OrdinalIgnoreCase) && h.Key != "MT-Reason")
-                    .Append(new KeyValuePair<string, object?>(RequeuedHeader, "true"))
-                    .GroupBy(h => h.Key).ToDictionary(g => g.Key, g => g.Last().Value),
-            };
+            var headers = (got.BasicProperties.Headers ?? new Dictionary<string, object?>())
+                .Where(h => !h.Key.StartsWith("MT-Fault", StringComparison.OrdinalIgnoreCase) && h.Key != "MT-Reason")
+                .ToDictionary(h => h.Key, h => h.Value);
+            headers[RequeuedHeader] = "true";
+            var properties = new BasicProperties(got.BasicProperties) { Headers = headers };
             // Confirmed before the error-queue copy is acknowledged: a crash in between duplicates, never loses.
             await channel.BasicPublishAsync("", RequestQueue, mandatory: true, properties, got.Body, cancellationToken);
             await channel.BasicAckAsync(got.DeliveryTag, multiple: false, cancellationToken);

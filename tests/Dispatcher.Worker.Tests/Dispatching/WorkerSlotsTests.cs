@@ -28,7 +28,7 @@ public sealed class WorkerSlotsTests
     [Fact]
     public async Task A_message_waiting_on_its_destination_frees_its_slot_and_takes_one_back_before_it_returns()
     {
-        using var slots = new WorkerSlots(Microsoft.Extensions.Options.Options.Create(Options(2)));
+        var slots = new WorkerSlots(Microsoft.Extensions.Options.Options.Create(Options(2)));
         using var first = await slots.EnterAsync(CancellationToken.None);
         using var second = await slots.EnterAsync(CancellationToken.None);
         Assert.Equal(0, slots.Available);
@@ -38,12 +38,19 @@ public sealed class WorkerSlotsTests
 
         // The first message goes out to its destination: the third gets its slot meanwhile.
         var call = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var waiting = first.WithoutSlotAsync(() => call.Task);
+        var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiting = first.WithoutSlotAsync(async () =>
+        {
+            var result = await call.Task;
+            answered.SetResult();
+            return result;
+        });
         using var thirdSlot = await third.WaitAsync(Timeout);
 
-        // The call is answered, but all slots are taken: the first message waits for one before it records the outcome.
+        // The call is answered, but all slots are taken: the first message waits for one before it records the outcome
+        // (and when one is freed, it has taken it: none is left over below).
         call.SetResult(42);
-        await Task.Delay(50);
+        await answered.Task.WaitAsync(Timeout);
         Assert.False(waiting.IsCompleted);
         second.Dispose();
         Assert.Equal(42, await waiting.WaitAsync(Timeout));
