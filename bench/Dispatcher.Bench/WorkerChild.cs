@@ -31,7 +31,10 @@ internal sealed class WorkerChild : IAsyncDisposable
 
     public static async Task<WorkerChild> StartAsync(BenchEnvironment env, string postgres, string queue, IReadOnlyDictionary<string, string> settings)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll");
+        // DISPATCHER_BENCH_WORKER_DLL measures another build of the worker, e.g. a ReadyToRun publish.
+        var dll = Environment.GetEnvironmentVariable("DISPATCHER_BENCH_WORKER_DLL") is { Length: > 0 } other
+            ? other
+            : Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll");
         if (!File.Exists(dll))
             throw new InvalidOperationException($"{dll} is missing: build the bench (it references the Worker project).");
         var adminUrl = $"http://127.0.0.1:{FreePort()}";

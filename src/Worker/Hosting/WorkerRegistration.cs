@@ -30,6 +30,7 @@ internal static class WorkerRegistration
         builder.AddDispatcherBus(consume: true);
         // After the bus: stops first on shutdown; whatever it leaves pending is published by the next relay.
         services.AddHostedService<OutboxRelay>();
+        services.AddSingleton<CompletedEventPublisher>();
         services.AddSingleton<EventHandoff>();
         services.AddHostedService(sp => sp.GetRequiredService<EventHandoff>());
         builder.AddStatusReporting();

@@ -51,6 +51,9 @@ internal static partial class Log
     [LoggerMessage(24, LogLevel.Warning, "Marking {Count} published events failed ({Error}); retried with the next batch")]
     public static partial void HandoffMarkFailed(ILogger logger, int count, string error);
 
+    [LoggerMessage(25, LogLevel.Debug, "Completed events are published to exchange {Exchange}")]
+    public static partial void EventPublisherTarget(ILogger logger, string exchange);
+
     [LoggerMessage(22, LogLevel.Information, "Outbox relay pruned {Count} published rows")]
     public static partial void OutboxPruned(ILogger logger, int count);
 }

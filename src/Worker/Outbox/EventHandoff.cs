@@ -3,7 +3,6 @@ using Dispatcher.Contracts;
 using Dispatcher.Persistence.Outbox;
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Observability;
-using MassTransit;
 using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Worker.Outbox;
@@ -21,7 +20,7 @@ internal sealed record HandedOffEvent(long OutboxId, Guid MessageId, DispatchCom
 /// time from commit to event and a large share of the worker's CPU per dispatch (docs/benchmarks.md).
 /// </summary>
 internal sealed class EventHandoff(
-    IBus bus,
+    CompletedEventPublisher publisher,
     OutboxStore store,
     IOptions<DispatcherOptions> options,
     TimeProvider time,
@@ -104,7 +103,7 @@ internal sealed class EventHandoff(
     {
         try
         {
-            await bus.Publish(e.Event, context => OutboxRelay.Stamp(context, e.MessageId, e.TraceParent), CancellationToken.None);
+            await publisher.PublishAsync(e, CancellationToken.None);
             return true;
         }
         catch (Exception)

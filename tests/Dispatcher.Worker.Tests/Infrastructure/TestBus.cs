@@ -7,8 +7,41 @@ using RabbitMQ.Client;
 
 namespace Dispatcher.Worker.Tests.Infrastructure;
 
-/// <summary>A received DispatchCompleted with its transport MessageId.</summary>
-public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event, string? TraceParent = null);
+/// <summary>A received DispatchCompleted with its transport MessageId and what a subscriber sees of its envelope.</summary>
+public sealed record ReceivedEvent(Guid? MessageId, DispatchCompleted Event, string? TraceParent = null, ReceivedEnvelope? Envelope = null);
+
+/// <summary>The envelope fields a MassTransit subscriber reads from a received event.</summary>
+public sealed record ReceivedEnvelope(
+    string? ContentType,
+    Uri? SourceAddress,
+    Uri? DestinationAddress,
+    Guid? ConversationId,
+    DateTime? SentTime,
+    string MessageTypes,
+    string? HostProcess,
+    string? HostMassTransitVersion,
+    string? TransportMessageId,
+    string? TransportTraceParent,
+    bool Persistent)
+{
+    public static ReceivedEnvelope Of(ConsumeContext context)
+    {
+        var transport = context.ReceiveContext.TransportHeaders;
+        return new ReceivedEnvelope(
+            context.ReceiveContext.ContentType?.MediaType,
+            context.SourceAddress,
+            context.DestinationAddress,
+            context.ConversationId,
+            context.SentTime,
+            string.Join(",", context.SupportedMessageTypes),
+            context.Host?.ProcessName,
+            context.Host?.MassTransitVersion,
+            transport.Get<string>("MessageId"),
+            transport.Get<string>("traceparent"),
+            context.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var rabbit)
+                && rabbit.Properties.Persistent);
+    }
+}
 
 /// <summary>
 /// The producer's and the subscriber's side of a test: sends requests (MassTransit envelope, plain JSON, raw
@@ -50,7 +83,7 @@ public sealed class TestBus : IAsyncDisposable
                 e.PrefetchCount = 200;
                 e.Handler<DispatchCompleted>(context =>
                 {
-                    self!.Events.GetOrAdd(context.Message.RequestId, _ => new()).Enqueue(new ReceivedEvent(context.MessageId, context.Message, context.Headers.Get<string>("traceparent")));
+                    self!.Events.GetOrAdd(context.Message.RequestId, _ => new()).Enqueue(new ReceivedEvent(context.MessageId, context.Message, context.Headers.Get<string>("traceparent"), ReceivedEnvelope.Of(context)));
                     return Task.CompletedTask;
                 });
             });

@@ -47,6 +47,77 @@ public sealed class EventHandoffTests(ServicesFixture services)
     }
 
     [Fact]
+    public async Task Handed_off_events_reach_MassTransit_subscribers_in_the_envelope_MassTransit_itself_publishes()
+    {
+        // The worker publishes its own events on an AMQP channel of its own (CompletedEventPublisher); the relays
+        // publish with IBus.Publish. A subscriber must not be able to tell them apart: same exchange, content type,
+        // message types, source address, host, persistent delivery, MessageId and traceparent in both places.
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Outbox:HandoffGrace"] = "00:00:30",
+        });
+        var requests = Enumerable.Range(0, 20).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => requests.All(r => s.Bus.EventCount(r.RequestId) >= 1), Timeout, "20 handed-off events");
+        Assert.Equal(20, await s.ScalarAsync("SELECT count(*) FROM outbox WHERE kind = 'completed' AND published_at < not_before"));
+
+        // Rows due now, as a dead worker leaves them: the relay publishes these through MassTransit.
+        var relayed = Enumerable.Range(0, 5).Select(_ => Guid.NewGuid()).ToList();
+        await using (var connection = new NpgsqlConnection(s.Postgres))
+        {
+            await connection.OpenAsync();
+            await using var cmd = new NpgsqlCommand("""
+                INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts, trace_parent)
+                SELECT gen_random_uuid(), 'completed', p::jsonb, now(), now(), 0, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+                FROM unnest(@payloads) AS t(p)
+                """, connection);
+            cmd.Parameters.Add(new NpgsqlParameter<string[]>("payloads", [.. relayed.Select(id => DispatcherJson.Serialize(new DispatchCompleted
+            {
+                RequestId = id,
+                Destination = s.Destination,
+                Outcome = DispatchOutcome.Succeeded,
+                Attempts = 1,
+                CompletedAt = DateTimeOffset.UtcNow,
+            }))]));
+            await cmd.ExecuteNonQueryAsync();
+        }
+        await Eventually.TrueAsync(() => relayed.All(id => s.Bus.EventCount(id) == 1), Timeout, "5 relayed events");
+
+        var reference = Assert.Single(s.Bus.Events[relayed[0]]).Envelope!;
+        Assert.Equal("application/vnd.masstransit+json", reference.ContentType);
+        Assert.Equal("urn:message:Dispatcher.Contracts:DispatchCompleted", reference.MessageTypes);
+        Assert.True(reference.Persistent);
+        foreach (var r in requests)
+        {
+            var e = Assert.Single(s.Bus.Events[r.RequestId]);
+            var envelope = e.Envelope!;
+            Assert.Equal(reference.ContentType, envelope.ContentType);
+            Assert.Equal(reference.SourceAddress, envelope.SourceAddress);
+            Assert.Equal(reference.DestinationAddress, envelope.DestinationAddress);
+            Assert.Equal(reference.MessageTypes, envelope.MessageTypes);
+            Assert.Equal(reference.HostProcess, envelope.HostProcess);
+            Assert.Equal(reference.HostMassTransitVersion, envelope.HostMassTransitVersion);
+            Assert.Equal(reference.Persistent, envelope.Persistent);
+            Assert.NotNull(envelope.ConversationId);
+            Assert.InRange(envelope.SentTime!.Value, DateTime.UtcNow.AddMinutes(-2), DateTime.UtcNow.AddSeconds(1));
+            Assert.Equal(e.MessageId!.Value.ToString(), envelope.TransportMessageId);
+            Assert.NotNull(e.TraceParent);
+            Assert.Equal(e.TraceParent, envelope.TransportTraceParent);
+            Assert.Equal(r.RequestId, e.Event.RequestId);
+            Assert.Equal(DispatchOutcome.Succeeded, e.Event.Outcome);
+            Assert.Equal(200, e.Event.StatusCode);
+        }
+        foreach (var id in relayed)
+        {
+            var e = Assert.Single(s.Bus.Events[id]);
+            Assert.Equal(e.MessageId!.Value.ToString(), e.Envelope!.TransportMessageId);
+            Assert.Equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", e.TraceParent);
+            Assert.Equal(e.TraceParent, e.Envelope.TransportTraceParent);
+        }
+    }
+
+    [Fact]
     public async Task With_HandoffGrace_zero_the_relays_publish_every_event_once_due()
     {
         await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
