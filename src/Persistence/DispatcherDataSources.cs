@@ -33,6 +33,9 @@ public sealed class DispatcherDataSources : IAsyncDisposable
                 ? "-c plan_cache_mode=force_custom_plan"
                 : durable.Options + " -c plan_cache_mode=force_custom_plan";
         }
+        // No TransactionScope anywhere: skip the ambient-transaction lookup on every open (and System.Transactions).
+        if (!given.ContainsKey("Enlist"))
+            durable.Enlist = false;
         connectionString = durable.ConnectionString;
         Durable = NpgsqlDataSource.Create(connectionString);
         var relaxed = new NpgsqlConnectionStringBuilder(connectionString);

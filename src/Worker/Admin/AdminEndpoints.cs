@@ -15,7 +15,11 @@ internal static class AdminEndpoints
     public static void AddAdminEndpoints(this WebApplicationBuilder builder)
     {
         var urls = builder.Configuration[$"{DispatcherOptions.SectionName}:Admin:Urls"] ?? DispatcherDefaults.AdminUrls;
-        builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var list = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        builder.WebHost.UseUrls(list);
+        // The slim host (DispatcherHostBuilder) configures HTTPS only on request.
+        if (list.Any(u => u.StartsWith("https:", StringComparison.OrdinalIgnoreCase)))
+            builder.WebHost.UseKestrelHttpsConfiguration();
         builder.Services.AddHealthChecks().AddCheck<PostgresHealthCheck>("postgres", tags: ["ready"]);
     }
 

@@ -25,4 +25,16 @@ public sealed class DispatcherDataSourcesTests
         await using var custom = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;maxautoprepare=5");
         Assert.Equal(5, new NpgsqlConnectionStringBuilder(custom.Durable.ConnectionString).MaxAutoPrepare);
     }
+
+    [Fact]
+    public async Task Connections_do_not_enlist_in_ambient_transactions_unless_the_connection_string_says_so()
+    {
+        await using (var defaults = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u"))
+        {
+            Assert.False(new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).Enlist);
+            Assert.False(new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).Enlist);
+        }
+        await using var given = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;Enlist=true");
+        Assert.True(new NpgsqlConnectionStringBuilder(given.Durable.ConnectionString).Enlist);
+    }
 }
