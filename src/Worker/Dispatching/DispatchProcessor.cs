@@ -230,11 +230,11 @@ internal sealed class DispatchProcessor(
         // Handed off: this worker publishes the event itself right after the commit; the row falls due for the
         // relays only after the grace (see EventHandoff).
         var eventId = Guid.NewGuid();
+        var payload = DispatcherJson.Serialize(completed);
         var command = attempt.Completion(outcome, state, reason, error, now) with
         {
             CompletedAt = now,
-            Outbox = new OutboxEntry(eventId, OutboxKinds.Completed, DispatcherJson.Serialize(completed),
-                events.DueAt(now), attempt.TraceParent),
+            Outbox = new OutboxEntry(eventId, OutboxKinds.Completed, payload, events.DueAt(now), attempt.TraceParent),
         };
         var result = await CommitAsync(attempt, command, cancellationToken);
         if (!result.Applied)
@@ -243,7 +243,7 @@ internal sealed class DispatchProcessor(
             return;
         }
         if (result.OutboxId is { } outboxId)
-            events.TryHandOff(new HandedOffEvent(outboxId, eventId, completed, attempt.TraceParent));
+            events.TryHandOff(new HandedOffEvent(outboxId, eventId, payload, attempt.TraceParent));
 
         var outcomeLabel = completed.Outcome.ToString();
         var reasonLabel = reason?.ToString() ?? "";

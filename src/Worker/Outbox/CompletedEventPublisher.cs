@@ -14,17 +14,19 @@ namespace Dispatcher.Worker.Outbox;
 /// <summary>
 /// Publishes the worker's own <see cref="DispatchCompleted"/> events straight on an AMQP channel with publisher
 /// confirms, in MassTransit's envelope (<c>application/vnd.masstransit+json</c>) on the exchange MassTransit
-/// publishes that type to, so subscribers see exactly what <c>IBus.Publish</c> would have sent: the same exchange,
-/// MessageId, message JSON (MassTransit's own serializer options), <c>traceparent</c> header, source address and host.
-/// MassTransit's publish pipeline cost about a fifth of the worker's allocations per dispatch (send context,
-/// pipe agents, indented JSON copied to a new array, confirmation bookkeeping; docs/benchmarks.md); this writes
-/// the envelope once into a pooled buffer. The relays, which publish only what this path did not, keep
-/// <c>IBus.Publish</c>.
+/// publishes that type to, so subscribers see what <c>IBus.Publish</c> would have sent: the same exchange, MessageId,
+/// message types, <c>traceparent</c> header, source address and host, and the event's JSON as its outbox row holds it.
+/// MassTransit's publish pipeline cost about a fifth of the worker's allocations per dispatch (send context, pipe
+/// agents, the event serialized a second time, indented, and copied to a new array; docs/benchmarks.md); this
+/// writes the envelope once into one buffer. The relays, which publish only what this path did not, keep
+/// <c>IBus.Publish</c>; a test compares the two envelopes as a MassTransit subscriber reads them.
 /// </summary>
 internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configuration, TimeProvider time, ILogger<CompletedEventPublisher> logger) : IAsyncDisposable
 {
     public const string ContentType = "application/vnd.masstransit+json";
-    private static readonly string[] MessageTypes = [MessageUrn.ForTypeString<DispatchCompleted>()];
+    private static readonly string MessageType = MessageUrn.ForTypeString<DispatchCompleted>();
+    private static readonly JsonSerializerOptions Compact = new(SystemTextJsonMessageSerializer.Options) { WriteIndented = false };
+    private static readonly string HostJson = JsonSerializer.Serialize(HostMetadataCache.Host, Compact);
     private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
 
     private readonly SemaphoreSlim _open = new(1, 1);
@@ -32,15 +34,15 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
     private IChannel? _channel;
     private Target? _target;
 
-    private sealed record Target(string Exchange, Uri DestinationAddress, Uri SourceAddress);
+    private sealed record Target(string Exchange, string DestinationAddress, string SourceAddress);
 
     /// <summary>Publishes one event with its stable MessageId; returns when the broker confirmed it, throws when it did not.</summary>
     public async Task PublishAsync(HandedOffEvent e, CancellationToken cancellationToken)
     {
         var (channel, target) = await OpenAsync(cancellationToken);
-        var buffer = new ArrayBufferWriter<byte>(2048);
+        var buffer = new ArrayBufferWriter<byte>(1024 + e.Payload.Length * 2);
         using (var writer = new Utf8JsonWriter(buffer))
-            JsonSerializer.Serialize(writer, Envelope(e, target), SystemTextJsonMessageSerializer.Options);
+            WriteEnvelope(writer, e, target);
 
         var properties = new BasicProperties
         {
@@ -66,21 +68,30 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         }
     }
 
-    private JsonMessageEnvelope Envelope(HandedOffEvent e, Target target)
+    /// <summary>
+    /// MassTransit's envelope (<c>JsonMessageEnvelope</c>, camelCase, nulls left out), with the message written from
+    /// the outbox payload as it is: the same camelCase JSON of the event that MassTransit's deserializer reads.
+    /// </summary>
+    private void WriteEnvelope(Utf8JsonWriter writer, HandedOffEvent e, Target target)
     {
-        var headers = e.TraceParent is null ? new Dictionary<string, object?>() : new Dictionary<string, object?> { ["traceparent"] = e.TraceParent };
-        return new JsonMessageEnvelope
-        {
-            MessageId = e.MessageId.ToString(),
-            ConversationId = NewId.NextGuid().ToString(),
-            SourceAddress = target.SourceAddress.ToString(),
-            DestinationAddress = target.DestinationAddress.ToString(),
-            MessageType = MessageTypes,
-            Message = e.Event,
-            SentTime = time.GetUtcNow().UtcDateTime,
-            Headers = headers,
-            Host = HostMetadataCache.Host,
-        };
+        writer.WriteStartObject();
+        writer.WriteString("messageId", e.MessageId);
+        writer.WriteString("conversationId", NewId.NextGuid());
+        writer.WriteString("sourceAddress", target.SourceAddress);
+        writer.WriteString("destinationAddress", target.DestinationAddress);
+        writer.WriteStartArray("messageType");
+        writer.WriteStringValue(MessageType);
+        writer.WriteEndArray();
+        writer.WritePropertyName("message");
+        writer.WriteRawValue(e.Payload, skipInputValidation: true);
+        writer.WriteString("sentTime", time.GetUtcNow().UtcDateTime);
+        writer.WriteStartObject("headers");
+        if (e.TraceParent is not null)
+            writer.WriteString("traceparent", e.TraceParent);
+        writer.WriteEndObject();
+        writer.WritePropertyName("host");
+        writer.WriteRawValue(HostJson, skipInputValidation: true);
+        writer.WriteEndObject();
     }
 
     private async ValueTask<(IChannel, Target)> OpenAsync(CancellationToken cancellationToken)
@@ -125,7 +136,7 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
             throw new InvalidOperationException("MassTransit has no publish address for DispatchCompleted.");
         var address = new RabbitMqEndpointAddress(hostAddress.Uri, destination);
         Log.EventPublisherTarget(logger, address.Name);
-        return new Target(address.Name, destination, bus.Address);
+        return new Target(address.Name, destination.ToString(), bus.Address.ToString());
     }
 
     private async Task ResetAsync(IChannel failed)

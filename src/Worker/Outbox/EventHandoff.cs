@@ -7,8 +7,11 @@ using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Worker.Outbox;
 
-/// <summary>A committed DispatchCompleted event, handed to the worker that committed it.</summary>
-internal sealed record HandedOffEvent(long OutboxId, Guid MessageId, DispatchCompleted Event, string? TraceParent);
+/// <summary>
+/// A committed DispatchCompleted event, handed to the worker that committed it: <paramref name="Payload"/> is the
+/// event's JSON exactly as its outbox row holds it.
+/// </summary>
+internal sealed record HandedOffEvent(long OutboxId, Guid MessageId, string Payload, string? TraceParent);
 
 /// <summary>
 /// Publishes a worker's own <see cref="DispatchCompleted"/> events right after the commit that wrote them, then

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Dispatcher.Contracts;
 using Dispatcher.Worker.Dispatching;
 using Dispatcher.Worker.Tests.Infrastructure;
@@ -84,6 +85,8 @@ public sealed class EventHandoffTests(ServicesFixture services)
         }
         await Eventually.TrueAsync(() => relayed.All(id => s.Bus.EventCount(id) == 1), Timeout, "5 relayed events");
 
+        var payloads = (await s.QueryAsync("SELECT message_id, payload::text FROM outbox WHERE kind = 'completed'",
+            r => (Id: r.GetGuid(0), Payload: r.GetString(1)))).ToDictionary(p => p.Id, p => p.Payload);
         var reference = Assert.Single(s.Bus.Events[relayed[0]]).Envelope!;
         Assert.Equal("application/vnd.masstransit+json", reference.ContentType);
         Assert.Equal("urn:message:Dispatcher.Contracts:DispatchCompleted", reference.MessageTypes);
@@ -107,6 +110,9 @@ public sealed class EventHandoffTests(ServicesFixture services)
             Assert.Equal(r.RequestId, e.Event.RequestId);
             Assert.Equal(DispatchOutcome.Succeeded, e.Event.Outcome);
             Assert.Equal(200, e.Event.StatusCode);
+            // The whole event as the subscriber read it is the outbox row's payload (jsonb: compared as JSON).
+            Assert.True(JsonNode.DeepEquals(JsonNode.Parse(DispatcherJson.Serialize(e.Event)), JsonNode.Parse(payloads[e.MessageId!.Value])),
+                $"event {e.MessageId} differs from its outbox row");
         }
         foreach (var id in relayed)
         {
