@@ -27,7 +27,6 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
     private static readonly string MessageType = MessageUrn.ForTypeString<DispatchCompleted>();
     private static readonly JsonSerializerOptions Compact = new(SystemTextJsonMessageSerializer.Options) { WriteIndented = false };
     private static readonly string HostJson = JsonSerializer.Serialize(HostMetadataCache.Host, Compact);
-    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
 
     private readonly SemaphoreSlim _open = new(1, 1);
     private IConnection? _connection;
@@ -36,11 +35,14 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
 
     private sealed record Target(string Exchange, string DestinationAddress, string SourceAddress);
 
-    /// <summary>Publishes one event with its stable MessageId; returns when the broker confirmed it, throws when it did not.</summary>
+    /// <summary>
+    /// Publishes one event with its stable MessageId; returns when the broker confirmed it, throws when it did not
+    /// (or when <paramref name="cancellationToken"/>, the caller's time limit, ends the wait).
+    /// </summary>
     public async Task PublishAsync(HandedOffEvent e, CancellationToken cancellationToken)
     {
         var (channel, target) = await OpenAsync(cancellationToken);
-        var buffer = new ArrayBufferWriter<byte>(1024 + e.Payload.Length * 2);
+        var buffer = new PooledBuffer(1024 + e.Payload.Length * 2);
         using (var writer = new Utf8JsonWriter(buffer))
             WriteEnvelope(writer, e, target);
 
@@ -53,19 +55,19 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         if (e.TraceParent is not null)
             properties.Headers = new Dictionary<string, object?> { ["traceparent"] = e.TraceParent };
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(PublishTimeout);
         try
         {
-            await channel.BasicPublishAsync(target.Exchange, "", mandatory: false, properties, buffer.WrittenMemory, timeout.Token);
+            await channel.BasicPublishAsync(target.Exchange, "", mandatory: false, properties, buffer.Written, cancellationToken);
         }
         catch (Exception)
         {
+            // The buffer is left to the collector: a publish that failed part way must not see it reused.
             // A closed channel (broker restart, connection loss) is opened again by the next publish.
             if (!channel.IsOpen)
                 await ResetAsync(channel);
             throw;
         }
+        buffer.Return();
     }
 
     /// <summary>
@@ -160,5 +162,32 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
             await _channel.DisposeAsync();
         if (_connection is not null)
             await _connection.DisposeAsync();
+    }
+
+    /// <summary>An envelope's bytes in a rented array, given back once the broker has confirmed the publish.</summary>
+    private sealed class PooledBuffer(int size) : IBufferWriter<byte>
+    {
+        private byte[] _array = ArrayPool<byte>.Shared.Rent(size);
+        private int _written;
+
+        public ReadOnlyMemory<byte> Written => _array.AsMemory(0, _written);
+
+        public void Advance(int count) => _written += count;
+
+        public Memory<byte> GetMemory(int sizeHint = 0) => Ensure(sizeHint).AsMemory(_written);
+
+        public Span<byte> GetSpan(int sizeHint = 0) => Ensure(sizeHint).AsSpan(_written);
+
+        public void Return() => ArrayPool<byte>.Shared.Return(_array);
+
+        private byte[] Ensure(int sizeHint)
+        {
+            if (_array.Length - _written >= Math.Max(sizeHint, 1))
+                return _array;
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_array.Length * 2, _written + sizeHint));
+            _array.AsSpan(0, _written).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_array);
+            return _array = bigger;
+        }
     }
 }
