@@ -42,7 +42,7 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
     public async Task PublishAsync(HandedOffEvent e, CancellationToken cancellationToken)
     {
         var (channel, target) = await OpenAsync(cancellationToken);
-        var buffer = new PooledBuffer(1024 + e.Payload.Length * 2);
+        var buffer = new PooledBufferWriter(1024 + e.Payload.Length * 2);
         using (var writer = new Utf8JsonWriter(buffer))
             WriteEnvelope(writer, e, target);
 
@@ -162,32 +162,5 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
             await _channel.DisposeAsync();
         if (_connection is not null)
             await _connection.DisposeAsync();
-    }
-
-    /// <summary>An envelope's bytes in a rented array, given back once the broker has confirmed the publish.</summary>
-    private sealed class PooledBuffer(int size) : IBufferWriter<byte>
-    {
-        private byte[] _array = ArrayPool<byte>.Shared.Rent(size);
-        private int _written;
-
-        public ReadOnlyMemory<byte> Written => _array.AsMemory(0, _written);
-
-        public void Advance(int count) => _written += count;
-
-        public Memory<byte> GetMemory(int sizeHint = 0) => Ensure(sizeHint).AsMemory(_written);
-
-        public Span<byte> GetSpan(int sizeHint = 0) => Ensure(sizeHint).AsSpan(_written);
-
-        public void Return() => ArrayPool<byte>.Shared.Return(_array);
-
-        private byte[] Ensure(int sizeHint)
-        {
-            if (_array.Length - _written >= Math.Max(sizeHint, 1))
-                return _array;
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_array.Length * 2, _written + sizeHint));
-            _array.AsSpan(0, _written).CopyTo(bigger);
-            ArrayPool<byte>.Shared.Return(_array);
-            return _array = bigger;
-        }
     }
 }
