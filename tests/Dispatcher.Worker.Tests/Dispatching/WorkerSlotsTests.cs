@@ -60,4 +60,54 @@ public sealed class WorkerSlotsTests
         first.Dispose(); // once only
         Assert.Equal(1, slots.Available);
     }
+
+    [Fact]
+    public async Task A_freed_slot_goes_to_a_message_back_from_its_destination_before_new_messages()
+    {
+        var slots = new WorkerSlots(Microsoft.Extensions.Options.Options.Create(Options(1)));
+        var returning = await slots.EnterAsync(CancellationToken.None);
+        var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var call = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var back = returning.WithoutSlotAsync(async () =>
+        {
+            var result = await call.Task;
+            answered.SetResult();
+            return result;
+        });
+
+        // Two new messages: the first takes the slot the call freed, the second waits.
+        using var holder = await slots.EnterAsync(CancellationToken.None).AsTask().WaitAsync(Timeout);
+        var newcomer = slots.EnterAsync(CancellationToken.None).AsTask();
+        call.SetResult(7);
+        await answered.Task.WaitAsync(Timeout);
+
+        // The newcomer waited first, but the message back from its destination gets the next free slot.
+        holder.Dispose();
+        Assert.Equal(7, await back.WaitAsync(Timeout));
+        Assert.False(newcomer.IsCompleted);
+        returning.Dispose();
+        using var last = await newcomer.WaitAsync(Timeout);
+        Assert.Equal(0, slots.Available);
+    }
+
+    [Fact]
+    public async Task A_message_that_stops_waiting_for_a_slot_leaves_no_slot_behind()
+    {
+        var slots = new WorkerSlots(Microsoft.Extensions.Options.Options.Create(Options(1)));
+        var held = await slots.EnterAsync(CancellationToken.None);
+        using var cancel = new CancellationTokenSource();
+        var cancelled = slots.EnterAsync(cancel.Token).AsTask();
+        var next = slots.EnterAsync(CancellationToken.None).AsTask();
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(Timeout));
+
+        // The released slot skips the cancelled waiter and goes to the next one; once that is done, it is free.
+        held.Dispose();
+        var slot = await next.WaitAsync(Timeout);
+        Assert.Equal(0, slots.Available);
+        slot.Dispose();
+        Assert.Equal(1, slots.Available);
+        using var again = await slots.EnterAsync(CancellationToken.None).AsTask().WaitAsync(Timeout);
+        Assert.Equal(0, slots.Available);
+    }
 }
