@@ -17,8 +17,10 @@ internal static class AdminEndpoints
         var urls = builder.Configuration[$"{DispatcherOptions.SectionName}:Admin:Urls"] ?? DispatcherDefaults.AdminUrls;
         var list = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         builder.WebHost.UseUrls(list);
-        // The slim host (DispatcherHostBuilder) configures HTTPS only on request.
-        if (list.Any(u => u.StartsWith("https:", StringComparison.OrdinalIgnoreCase)))
+        // The slim host (DispatcherHostBuilder) configures HTTPS only on request: an https admin URL, or Kestrel's
+        // own configuration section (endpoints, certificates).
+        if (list.Any(u => u.StartsWith("https:", StringComparison.OrdinalIgnoreCase))
+            || builder.Configuration.GetSection("Kestrel").Exists())
             builder.WebHost.UseKestrelHttpsConfiguration();
         builder.Services.AddHealthChecks().AddCheck<PostgresHealthCheck>("postgres", tags: ["ready"]);
     }

@@ -40,6 +40,16 @@ internal sealed class WorkerSlots
         }
     }
 
+    /// <summary>Messages back from their destination waiting for a slot (for tests).</summary>
+    public int ReturningWaiters
+    {
+        get
+        {
+            lock (_lock)
+                return _returning.Count;
+        }
+    }
+
     /// <summary>Takes a slot for one message; dispose the result when the message is done.</summary>
     public async ValueTask<Slot> EnterAsync(CancellationToken cancellationToken)
     {

@@ -40,6 +40,20 @@ internal static class DispatchTracing
         return activity;
     }
 
+    /// <summary>The span of publishing a DispatchCompleted event under its dispatch's trace; null when nobody listens.</summary>
+    public static Activity? StartPublish(string? parent, string exchange, string? messageId)
+    {
+        if (!Source.HasListeners())
+            return null;
+        ActivityContext.TryParse(parent, null, out var context);
+        var activity = Source.StartActivity($"{exchange} publish", ActivityKind.Producer, context);
+        activity?.SetTag("messaging.system", "rabbitmq");
+        activity?.SetTag("messaging.operation.type", "publish");
+        activity?.SetTag("messaging.destination.name", exchange);
+        activity?.SetTag("messaging.message.id", messageId);
+        return activity;
+    }
+
     /// <summary>The trace id of a traceparent, for logs.</summary>
     public static string? TraceId(string? traceParent) =>
         traceParent is { Length: >= 55 } ? traceParent.Substring(3, 32) : null;

@@ -25,6 +25,7 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
 {
     public const string ContentType = "application/vnd.masstransit+json";
     private static readonly string MessageType = MessageUrn.ForTypeString<DispatchCompleted>();
+    private static readonly TimeSpan RetryOpenAfter = TimeSpan.FromSeconds(1);
     private static readonly JsonSerializerOptions Compact = new(SystemTextJsonMessageSerializer.Options) { WriteIndented = false };
     private static readonly string HostJson = JsonSerializer.Serialize(HostMetadataCache.Host, Compact);
 
@@ -32,6 +33,8 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
     private IConnection? _connection;
     private IChannel? _channel;
     private Target? _target;
+    private DateTimeOffset _retryOpenAt;
+    private bool _disposed;
 
     private sealed record Target(string Exchange, string DestinationAddress, string SourceAddress);
 
@@ -55,6 +58,8 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         if (e.TraceParent is not null)
             properties.Headers = new Dictionary<string, object?> { ["traceparent"] = e.TraceParent };
 
+        // A producer span under the dispatch's trace, as MassTransit's publish would have had (when a tracer listens).
+        using var activity = DispatchTracing.StartPublish(e.TraceParent, target.Exchange, properties.MessageId);
         try
         {
             await channel.BasicPublishAsync(target.Exchange, "", mandatory: false, properties, buffer.Written, cancellationToken);
@@ -103,24 +108,52 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         await _open.WaitAsync(cancellationToken);
         try
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             if (_channel is { IsOpen: true } again && _target is { } target)
                 return (again, target);
+            // While the broker is away, the publishes of a batch fail at once instead of each trying to connect.
+            if (time.GetUtcNow() < _retryOpenAt)
+                throw new InvalidOperationException("The events connection failed a moment ago; the relays publish these events when due.");
             target = _target ?? ResolveTarget();
-            if (_connection is not { IsOpen: true })
+            if (_channel is not null)
             {
-                if (_connection is not null)
-                    await _connection.DisposeAsync();
-                var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-events");
-                _connection = await factory.CreateConnectionAsync(cancellationToken);
+                await _channel.DisposeAsync();
+                _channel = null;
             }
-            var channel = await _connection.CreateChannelAsync(
-                new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
-                cancellationToken);
-            // As MassTransit declares it (durable fanout), so a first publish on a fresh broker finds the exchange.
-            await channel.ExchangeDeclareAsync(target.Exchange, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
-            _channel = channel;
-            _target = target;
-            return (channel, target);
+            try
+            {
+                if (_connection is not { IsOpen: true })
+                {
+                    if (_connection is not null)
+                    {
+                        await _connection.DisposeAsync();
+                        _connection = null;
+                    }
+                    var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-events");
+                    _connection = await factory.CreateConnectionAsync(cancellationToken);
+                }
+                var channel = await _connection.CreateChannelAsync(
+                    new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
+                    cancellationToken);
+                try
+                {
+                    // As MassTransit declares it (durable fanout), so a first publish on a fresh broker finds the exchange.
+                    await channel.ExchangeDeclareAsync(target.Exchange, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
+                }
+                catch
+                {
+                    await channel.DisposeAsync();
+                    throw;
+                }
+                _channel = channel;
+                _target = target;
+                return (channel, target);
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                _retryOpenAt = time.GetUtcNow() + RetryOpenAfter;
+                throw;
+            }
         }
         finally
         {
@@ -146,21 +179,34 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         await _open.WaitAsync(CancellationToken.None);
         try
         {
-            if (ReferenceEquals(_channel, failed))
-                _channel = null;
+            // Many publishes of a batch fail together: the first one to get here disposes the channel.
+            if (!ReferenceEquals(_channel, failed))
+                return;
+            _channel = null;
+            await failed.DisposeAsync();
         }
         finally
         {
             _open.Release();
         }
-        await failed.DisposeAsync();
     }
 
     public async ValueTask DisposeAsync()
     {
-        if (_channel is not null)
-            await _channel.DisposeAsync();
-        if (_connection is not null)
-            await _connection.DisposeAsync();
+        await _open.WaitAsync(CancellationToken.None);
+        try
+        {
+            _disposed = true;
+            if (_channel is not null)
+                await _channel.DisposeAsync();
+            if (_connection is not null)
+                await _connection.DisposeAsync();
+            _channel = null;
+            _connection = null;
+        }
+        finally
+        {
+            _open.Release();
+        }
     }
 }

@@ -24,15 +24,24 @@ internal sealed class PooledBufferWriter(int size) : IBufferWriter<byte>
 
     public Span<byte> GetSpan(int sizeHint = 0) => Ensure(sizeHint).AsSpan(_written);
 
-    public void Return() => ArrayPool<byte>.Shared.Return(_array);
+    /// <summary>Gives the array back (once); the writer is empty and unusable afterwards.</summary>
+    public void Return()
+    {
+        var array = _array;
+        _array = [];
+        _written = 0;
+        if (array.Length > 0)
+            ArrayPool<byte>.Shared.Return(array);
+    }
 
     private byte[] Ensure(int sizeHint)
     {
         if (_array.Length - _written >= Math.Max(sizeHint, 1))
             return _array;
-        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_array.Length * 2, _written + sizeHint));
+        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_array.Length * 2, _written + Math.Max(sizeHint, 1)));
         _array.AsSpan(0, _written).CopyTo(bigger);
-        ArrayPool<byte>.Shared.Return(_array);
+        if (_array.Length > 0)
+            ArrayPool<byte>.Shared.Return(_array);
         return _array = bigger;
     }
 }

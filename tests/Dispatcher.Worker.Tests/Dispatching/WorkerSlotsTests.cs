@@ -1,5 +1,6 @@
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Tests.Infrastructure;
 using Microsoft.Extensions.Options;
 
 namespace Dispatcher.Worker.Tests.Dispatching;
@@ -80,6 +81,8 @@ public sealed class WorkerSlotsTests
         var newcomer = slots.EnterAsync(CancellationToken.None).AsTask();
         call.SetResult(7);
         await answered.Task.WaitAsync(Timeout);
+        // The answered message queues for a slot right after its call returns (on another thread): wait for it.
+        await Eventually.TrueAsync(() => slots.ReturningWaiters == 1, Timeout, "the answered message waiting for a slot");
 
         // The newcomer waited first, but the message back from its destination gets the next free slot.
         holder.Dispose();

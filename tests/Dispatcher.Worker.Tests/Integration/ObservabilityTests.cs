@@ -40,6 +40,37 @@ public sealed partial class ObservabilityTests(ServicesFixture services)
         Assert.Matches(TraceParentPattern(), Assert.Single(s.Downstream.Calls).Headers["traceparent"]);
     }
 
+    [Fact]
+    public async Task Publishing_the_event_is_a_producer_span_in_the_dispatch_trace_when_a_tracer_listens()
+    {
+        const string trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+        var spans = new System.Collections.Concurrent.ConcurrentQueue<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == Worker.Observability.DispatchTracing.SourceName,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                if (a.TraceId.ToHexString() == trace)
+                    spans.Enqueue(a);
+            },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        await using var s = await Scenario.StartAsync(services);
+        var request = s.NewRequest("/traced/publish");
+        await s.Bus.SendEnvelopeAsync(s.Queue, request, $"00-{trace}-00f067aa0ba902b7-01");
+        await Eventually.TrueAsync(() => s.Bus.EventCount(request.RequestId) == 1, Timeout, "the event");
+        var received = s.Bus.Events[request.RequestId].Single();
+
+        await Eventually.TrueAsync(() => spans.Any(a => a.Kind == System.Diagnostics.ActivityKind.Producer), Timeout, "the publish span");
+        var publish = spans.Single(a => a.Kind == System.Diagnostics.ActivityKind.Producer);
+        Assert.Equal("Dispatcher.Contracts:DispatchCompleted publish", publish.DisplayName);
+        Assert.Equal(received.MessageId!.Value.ToString(), publish.GetTagItem("messaging.message.id"));
+        Assert.Equal("Dispatcher.Contracts:DispatchCompleted", publish.GetTagItem("messaging.destination.name"));
+        // Under the dispatch's trace: the attempt's span (a client span of the same trace) is there too.
+        Assert.Contains(spans, a => a.Kind == System.Diagnostics.ActivityKind.Client);
+    }
+
     private static void AssertChildOf(string traceId, string parentSpanId, string traceParent)
     {
         var match = TraceParentPattern().Match(traceParent);

@@ -26,6 +26,8 @@ public sealed class PooledBufferWriterTests
 
         Assert.Equal(expected.WrittenSpan.ToArray(), pooled.Written.ToArray());
         pooled.Return();
+        pooled.Return(); // once only: the array is not given back twice
+        Assert.Equal(0, pooled.Written.Length);
     }
 
     [Fact]
