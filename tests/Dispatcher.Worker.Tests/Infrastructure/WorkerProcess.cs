@@ -31,10 +31,15 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> settings)
+    /// <summary>
+    /// Starts <c>dispatcher run</c> and waits until <c>/health/ready</c> answers on its admin URL (plain HTTP on a free
+    /// port, or <paramref name="scheme"/> https, read with <paramref name="readiness"/>, e.g. one that accepts a
+    /// test certificate).
+    /// </summary>
+    public static async Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> settings, string scheme = "http", HttpMessageHandler? readiness = null)
     {
         var workerDll = Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll");
-        var adminUrl = $"http://127.0.0.1:{FreePort()}";
+        var adminUrl = $"{scheme}://127.0.0.1:{FreePort()}";
         var info = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -55,7 +60,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        using var http = new HttpClient();
+        using var http = readiness is null ? new HttpClient() : new HttpClient(readiness, disposeHandler: false);
         await Eventually.TrueAsync(async () =>
         {
             if (process.HasExited)
