@@ -163,15 +163,23 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
 
     private Target ResolveTarget()
     {
-        // The bus address is the host's (with its virtual host) plus the bus's own queue: the host address is
-        // what the publish topology resolves message exchanges against.
-        var hostAddress = new UriBuilder(bus.Address) { Query = "" };
-        hostAddress.Path = hostAddress.Path[..(hostAddress.Path.LastIndexOf('/') + 1)];
-        if (!bus.Topology.Publish<DispatchCompleted>().TryGetPublishAddress(hostAddress.Uri, out var destination))
+        var hostAddress = HostAddressOf(bus.Address);
+        if (!bus.Topology.Publish<DispatchCompleted>().TryGetPublishAddress(hostAddress, out var destination))
             throw new InvalidOperationException("MassTransit has no publish address for DispatchCompleted.");
-        var address = new RabbitMqEndpointAddress(hostAddress.Uri, destination);
+        var address = new RabbitMqEndpointAddress(hostAddress, destination);
         Log.EventPublisherTarget(logger, address.Name);
         return new Target(address.Name, destination.ToString(), bus.Address.ToString());
+    }
+
+    /// <summary>
+    /// The host address (with its virtual host) of a bus address, which is that plus the bus's own queue and its
+    /// query: what the publish topology resolves message exchanges against.
+    /// </summary>
+    internal static Uri HostAddressOf(Uri busAddress)
+    {
+        var host = new UriBuilder(busAddress) { Query = "" };
+        host.Path = host.Path[..(host.Path.LastIndexOf('/') + 1)];
+        return host.Uri;
     }
 
     private async Task ResetAsync(IChannel failed)
