@@ -29,11 +29,11 @@ public sealed class WorkerOptions
     /// <summary>
     /// Messages one worker process works on at once (reading, claiming, committing). A message waiting on its
     /// destination (rate permit, downstream call) counts against that destination's MaxConcurrency instead, so
-    /// the consumer takes up to this plus every destination's cap. Default: 64.
+    /// the consumer takes up to this plus twice every destination's cap (its calls and its queue). Default: 64.
     /// </summary>
     public int MaxConcurrency { get; set; } = DispatcherDefaults.WorkerMaxConcurrency;
 
-    /// <summary>RabbitMQ prefetch; 0 means "equal to the consumer's message limit" (MaxConcurrency + the destinations' caps). Default: 0.</summary>
+    /// <summary>RabbitMQ prefetch; 0 means "equal to the consumer's message limit" (MaxConcurrency + 2 x the destinations' caps). Default: 0.</summary>
     public int PrefetchCount { get; set; }
 
     /// <summary>The request queue. Default: <c>dispatch-requests</c>.</summary>

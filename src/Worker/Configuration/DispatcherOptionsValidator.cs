@@ -24,7 +24,7 @@ public sealed class DispatcherOptionsValidator : IValidateOptions<DispatcherOpti
         var w = options.Worker;
         Positive(errors, $"{root}:Worker:MaxConcurrency", w.MaxConcurrency);
         if (w.PrefetchCount < 0)
-            errors.Add($"{root}:Worker:PrefetchCount must be 0 (the consumer's message limit: Worker:MaxConcurrency + the destinations' MaxConcurrency) or more, was {w.PrefetchCount}.");
+            errors.Add($"{root}:Worker:PrefetchCount must be 0 (the consumer's message limit: Worker:MaxConcurrency + 2 x the destinations' MaxConcurrency) or more, was {w.PrefetchCount}.");
         if (string.IsNullOrWhiteSpace(w.QueueName))
             errors.Add($"{root}:Worker:QueueName must not be empty.");
         Positive(errors, $"{root}:Worker:ShutdownTimeout", w.ShutdownTimeout);

@@ -19,7 +19,7 @@ internal sealed class DispatchRequestConsumerDefinition : ConsumerDefinition<Dis
     {
         _worker = options.Value.Worker;
         EndpointName = _worker.QueueName;
-        // The worker's slots plus the destinations' caps: see WorkerSlots.
+        // The worker's slots plus twice the destinations' caps: see WorkerSlots.
         _messageLimit = WorkerSlots.MessageLimit(options.Value);
         ConcurrentMessageLimit = _messageLimit;
     }

@@ -41,15 +41,15 @@ internal sealed class ErrorQueueClient(IConfiguration configuration) : IAsyncDis
     }
 
     /// <summary>
-    /// Moves up to <paramref name="limit"/> of the messages there now back to the request queue (not those that
-    /// fault again meanwhile: no loop); returns how many moved.
-    /// </summary>
-    /// <summary>
     /// Set on a requeued message: like a broker redelivery, it may take over the claim its first delivery left
     /// behind when it faulted (a fresh copy of a message may not: see DispatchStore.ClaimSql).
     /// </summary>
     public const string RequeuedHeader = "Dispatcher-Requeued";
 
+    /// <summary>
+    /// Moves up to <paramref name="limit"/> of the messages there now back to the request queue (not those that
+    /// fault again meanwhile: no loop); returns how many moved.
+    /// </summary>
     public async Task<int> RequeueAsync(int limit, Action<int>? progress, CancellationToken cancellationToken)
     {
         limit = (int)Math.Min(limit, await CountAsync(cancellationToken));

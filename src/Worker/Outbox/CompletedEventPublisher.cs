@@ -108,45 +108,16 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_channel is { IsOpen: true } again && _target is { } target)
+            var target = _target ??= ResolveTarget();
+            if (_channel is { IsOpen: true } again)
                 return (again, target);
             // While the broker is away, the publishes of a batch fail at once instead of each trying to connect.
             if (time.GetUtcNow() < _retryOpenAt)
                 throw new InvalidOperationException("The events connection failed a moment ago; the relays publish these events when due.");
-            target = _target ?? ResolveTarget();
-            if (_channel is not null)
-            {
-                await _channel.DisposeAsync();
-                _channel = null;
-            }
             try
             {
-                if (_connection is not { IsOpen: true })
-                {
-                    if (_connection is not null)
-                    {
-                        await _connection.DisposeAsync();
-                        _connection = null;
-                    }
-                    var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-events");
-                    _connection = await factory.CreateConnectionAsync(cancellationToken);
-                }
-                var channel = await _connection.CreateChannelAsync(
-                    new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
-                    cancellationToken);
-                try
-                {
-                    // As MassTransit declares it (durable fanout), so a first publish on a fresh broker finds the exchange.
-                    await channel.ExchangeDeclareAsync(target.Exchange, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
-                }
-                catch
-                {
-                    await channel.DisposeAsync();
-                    throw;
-                }
-                _channel = channel;
-                _target = target;
-                return (channel, target);
+                _channel = await OpenChannelAsync(target.Exchange, cancellationToken);
+                return (_channel, target);
             }
             catch (Exception) when (!cancellationToken.IsCancellationRequested)
             {
@@ -157,6 +128,41 @@ internal sealed class CompletedEventPublisher(IBus bus, IConfiguration configura
         finally
         {
             _open.Release();
+        }
+    }
+
+    /// <summary>
+    /// Replaces the closed channel with a confirming one, on the events connection (opened again when it was lost),
+    /// with the exchange declared as MassTransit declares it (durable fanout), so that a first publish on a fresh
+    /// broker finds it. Called under <see cref="_open"/>.
+    /// </summary>
+    private async Task<IChannel> OpenChannelAsync(string exchange, CancellationToken cancellationToken)
+    {
+        if (_channel is not null)
+        {
+            await _channel.DisposeAsync();
+            _channel = null;
+        }
+        if (_connection is not { IsOpen: true })
+        {
+            if (_connection is not null)
+                await _connection.DisposeAsync();
+            _connection = null;
+            var factory = RabbitMqAddress.Parse(configuration.GetConnectionString("RabbitMq")).ConnectionFactory("dispatcher-events");
+            _connection = await factory.CreateConnectionAsync(cancellationToken);
+        }
+        var channel = await _connection.CreateChannelAsync(
+            new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
+            cancellationToken);
+        try
+        {
+            await channel.ExchangeDeclareAsync(exchange, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken);
+            return channel;
+        }
+        catch
+        {
+            await channel.DisposeAsync();
+            throw;
         }
     }
 

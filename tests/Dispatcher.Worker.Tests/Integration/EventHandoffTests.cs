@@ -65,24 +65,7 @@ public sealed class EventHandoffTests(ServicesFixture services)
 
         // Rows due now, as a dead worker leaves them: the relay publishes these through MassTransit.
         var relayed = Enumerable.Range(0, 5).Select(_ => Guid.NewGuid()).ToList();
-        await using (var connection = new NpgsqlConnection(s.Postgres))
-        {
-            await connection.OpenAsync();
-            await using var cmd = new NpgsqlCommand("""
-                INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts, trace_parent)
-                SELECT gen_random_uuid(), 'completed', p::jsonb, now(), now(), 0, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
-                FROM unnest(@payloads) AS t(p)
-                """, connection);
-            cmd.Parameters.Add(new NpgsqlParameter<string[]>("payloads", [.. relayed.Select(id => DispatcherJson.Serialize(new DispatchCompleted
-            {
-                RequestId = id,
-                Destination = s.Destination,
-                Outcome = DispatchOutcome.Succeeded,
-                Attempts = 1,
-                CompletedAt = DateTimeOffset.UtcNow,
-            }))]));
-            await cmd.ExecuteNonQueryAsync();
-        }
+        await LeaveUnpublishedEventsAsync(s, relayed, DateTimeOffset.UtcNow, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
         await Eventually.TrueAsync(() => relayed.All(id => s.Bus.EventCount(id) == 1), Timeout, "5 relayed events");
 
         var payloads = (await s.QueryAsync("SELECT message_id, payload::text FROM outbox WHERE kind = 'completed'",
@@ -151,24 +134,7 @@ public sealed class EventHandoffTests(ServicesFixture services)
         await using var s = await Scenario.StartAsync(services);
         var due = DateTimeOffset.UtcNow.AddSeconds(2);
         var ids = Enumerable.Range(0, 20).Select(_ => Guid.NewGuid()).ToList();
-        await using (var connection = new NpgsqlConnection(s.Postgres))
-        {
-            await connection.OpenAsync();
-            await using var cmd = new NpgsqlCommand("""
-                INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts)
-                SELECT gen_random_uuid(), 'completed', p::jsonb, @due, now(), 0 FROM unnest(@payloads) AS t(p)
-                """, connection);
-            cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("due", due));
-            cmd.Parameters.Add(new NpgsqlParameter<string[]>("payloads", [.. ids.Select(id => DispatcherJson.Serialize(new DispatchCompleted
-            {
-                RequestId = id,
-                Destination = s.Destination,
-                Outcome = DispatchOutcome.Succeeded,
-                Attempts = 1,
-                CompletedAt = due,
-            }))]));
-            await cmd.ExecuteNonQueryAsync();
-        }
+        await LeaveUnpublishedEventsAsync(s, ids, due, traceParent: null);
 
         await Eventually.TrueAsync(() => ids.All(id => s.Bus.EventCount(id) == 1), Timeout, "each leftover event to arrive once");
         var early = await s.ScalarAsync("SELECT count(*) FROM outbox WHERE published_at < not_before");
@@ -217,5 +183,30 @@ public sealed class EventHandoffTests(ServicesFixture services)
         Assert.Equal(0, await InsertAndCountAsync("completed", "now() + interval '5 seconds'"));
         Assert.Equal(1, await InsertAndCountAsync("completed", "now()"));
         Assert.Equal(1, await InsertAndCountAsync("request", "now() + interval '5 seconds'"));
+    }
+
+    /// <summary>
+    /// What a worker killed between its commit and its own publish leaves behind: committed 'completed' outbox rows,
+    /// due at <paramref name="due"/>, for the relays to publish (through MassTransit).
+    /// </summary>
+    private static async Task LeaveUnpublishedEventsAsync(Scenario s, IEnumerable<Guid> requestIds, DateTimeOffset due, string? traceParent)
+    {
+        await using var connection = new NpgsqlConnection(s.Postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand("""
+            INSERT INTO outbox (message_id, kind, payload, not_before, created_at, publish_attempts, trace_parent)
+            SELECT gen_random_uuid(), 'completed', p::jsonb, @due, now(), 0, @trace_parent FROM unnest(@payloads) AS t(p)
+            """, connection);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("due", due));
+        cmd.Parameters.Add(new NpgsqlParameter<string?>("trace_parent", traceParent));
+        cmd.Parameters.Add(new NpgsqlParameter<string[]>("payloads", [.. requestIds.Select(id => DispatcherJson.Serialize(new DispatchCompleted
+        {
+            RequestId = id,
+            Destination = s.Destination,
+            Outcome = DispatchOutcome.Succeeded,
+            Attempts = 1,
+            CompletedAt = due,
+        }))]));
+        await cmd.ExecuteNonQueryAsync();
     }
 }
