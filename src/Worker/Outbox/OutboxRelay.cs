@@ -26,6 +26,7 @@ internal sealed class OutboxRelay(
 {
     private static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan BacklogInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
     private readonly OutboxOptions _options = options.Value.Outbox;
     private readonly Uri _requestQueue = new($"queue:{options.Value.Worker.QueueName}");
 
@@ -102,7 +103,10 @@ internal sealed class OutboxRelay(
             return 0;
 
         // Publishes already begun are not cancelled by shutdown (they take milliseconds); the batch then commits.
-        var results = await Task.WhenAll(batch.Messages.Select(m => PublishAsync(m, CancellationToken.None)));
+        // A publish the broker neither confirms nor fails (a connection lost mid-publish) fails after PublishTimeout
+        // and is retried later like any failed publish, instead of holding the relay (and its row locks) forever.
+        using var timeout = new CancellationTokenSource(PublishTimeout, time);
+        var results = await Task.WhenAll(batch.Messages.Select(m => PublishAsync(m, timeout.Token)));
         var published = new List<long>(results.Length);
         var failed = new List<(long, string, DateTimeOffset)>();
         var now = time.GetUtcNow();
@@ -143,7 +147,11 @@ internal sealed class OutboxRelay(
             }
             return null;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return $"not confirmed within {PublishTimeout.TotalSeconds:0} s";
+        }
+        catch (Exception ex)
         {
             return ex.Message;
         }

@@ -110,8 +110,9 @@ public sealed class FaultInjectionTests(ServicesFixture services, ITestOutputHel
                 ["ConnectionStrings:RabbitMq"] = s.RabbitMq,
                 ["Dispatcher:Worker:QueueName"] = s.Queue,
             }).Build();
-            await using (var errors = new Worker.ErrorQueue.ErrorQueueClient(configuration))
+            if (await s.Bus.MessageCountAsync(s.Queue + "_error") > 0)
             {
+                await using var errors = new Worker.ErrorQueue.ErrorQueueClient(configuration);
                 foreach (var fault in (await errors.ListAsync(3, CancellationToken.None)).Select(m => $"{m.FaultExceptionType}: {m.FaultMessage}").Distinct())
                     output.WriteLine("error queue fault: " + fault);
             }
