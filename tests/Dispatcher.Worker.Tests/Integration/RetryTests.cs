@@ -112,7 +112,12 @@ public sealed class RetryTests(ServicesFixture services)
     [Fact]
     public async Task Retries_waiting_in_the_outbox_survive_a_killed_worker_process_and_none_starts_before_its_Retry_After()
     {
-        await using var s = await Scenario.StartAsync(services, WithoutBreaker(), startWorker: false);
+        // Room for all 200 at once: none is held back at the cap, so the first calls come in one burst and the
+        // retries (due 6 s after each) are all written before the first of them falls due and the worker is killed.
+        await using var s = await Scenario.StartAsync(services, WithoutBreaker(new Dictionary<string, string>
+        {
+            ["Dispatcher:Destinations:{destination}:MaxConcurrency"] = "200",
+        }), startWorker: false);
         var callsByKey = new ConcurrentDictionary<string, int>();
         s.Downstream.Handler = context =>
         {
