@@ -6,8 +6,9 @@ namespace Dispatcher.Worker.Status;
 
 /// <summary>
 /// Every few seconds: reports this worker's breaker states and calls in flight (they live in memory) for
-/// <c>status</c>, and refreshes the gauges that come from outside the process (queue depth for autoscalers,
-/// dead letters).
+/// <c>status</c>, reads how many live workers share each destination (a worker paces the requests it sends back
+/// from a destination's cap at its share of the rate limit: DestinationPolicy.ExpectedPace), and refreshes the
+/// gauges that come from outside the process (queue depth for autoscalers, dead letters).
 /// </summary>
 internal sealed class WorkerHeartbeatService(
     DestinationRegistry destinations, StatusStore status, QueueInspector queues, TimeProvider time, ILogger<WorkerHeartbeatService> logger)
@@ -45,6 +46,11 @@ internal sealed class WorkerHeartbeatService(
         var rows = destinations.All.Select(d => new HeartbeatRow(_workerId, d.Name, (int)d.Metrics.CircuitState.Value,
             (int)d.Metrics.InFlight.Value, d.Options.RateLimit.PermitsPerSecond, now)).ToList();
         await status.BeatAsync(rows, cancellationToken);
+
+        // Live: beat within the last three intervals (this worker's own row is among them).
+        var live = await status.LiveHeartbeatsAsync(now - 3 * Interval, cancellationToken);
+        foreach (var d in destinations.All)
+            d.Policy.FleetWorkers = live.Count(b => b.Destination == d.Name);
 
         foreach (var c in await status.CountsAsync(now, cancellationToken))
             DispatcherMetrics.DeadLetters.WithLabels(c.Destination).Set(c.DeadLetters);

@@ -1,0 +1,138 @@
+using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Dispatching;
+using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Resilience;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Dispatcher.Worker.Tests.Resilience;
+
+/// <summary>
+/// Where a destination at its cap sends requests back to: spaced at the pace the destination can take them, so that a
+/// backlog far larger than the worker holds does not come back all at once every park delay.
+/// </summary>
+public sealed class DestinationPolicyTests
+{
+    // AttemptTimeout 2 s: the park delay (a quarter of it) is 0.5 s, the first return.
+    private static readonly TimeSpan Floor = TimeSpan.FromMilliseconds(500);
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 28, 0, 0, 0, TimeSpan.Zero));
+
+    [Fact]
+    public void Returns_from_the_cap_are_spaced_at_the_fleet_share_of_the_rate_limit()
+    {
+        var policy = Policy(permitsPerSecond: 100);
+        policy.FleetWorkers = 4; // 25/s for this worker, 31.25/s with headroom: one return every 32 ms
+        using var full = Fill(policy);
+
+        var delays = HoldBacks(policy, 10);
+
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => Floor + TimeSpan.FromMilliseconds(32 * i)), delays);
+    }
+
+    [Fact]
+    public async Task A_destination_slower_than_its_rate_limit_is_paced_by_what_its_cap_carries_at_the_calls_duration()
+    {
+        var policy = Policy(permitsPerSecond: 1000);
+        // One call of 200 ms: the cap of 1 carries 5/s, 6.25/s with headroom, one return every 160 ms.
+        var ran = await policy.ExecuteAsync(_ =>
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(200));
+            return Task.FromResult(Ok());
+        }, CancellationToken.None);
+        Assert.NotNull(ran.Outcome);
+        Assert.Equal(TimeSpan.FromMilliseconds(200), policy.CallDuration);
+        using var full = Fill(policy);
+
+        var delays = HoldBacks(policy, 4);
+
+        Assert.Equal(Enumerable.Range(0, 4).Select(i => Floor + TimeSpan.FromMilliseconds(160 * i)), delays);
+    }
+
+    [Fact]
+    public void A_backlog_longer_than_the_longest_return_waits_in_line_at_that_distance()
+    {
+        var policy = Policy(permitsPerSecond: 1); // 1.25/s: one return every 800 ms
+        using var full = Fill(policy);
+
+        var delays = HoldBacks(policy, 100);
+
+        Assert.Equal(Floor, delays[0]);
+        Assert.Equal(Floor + TimeSpan.FromMilliseconds(800 * 74), delays[74]); // 59.7 s
+        Assert.All(delays.Skip(75), d => Assert.Equal(DestinationPolicy.MaxReturnDelay, d));
+    }
+
+    [Fact]
+    public async Task Once_the_line_has_come_back_the_next_request_returns_after_the_park_delay_again_and_parks_follow_the_line_too()
+    {
+        var policy = Policy(permitsPerSecond: 10); // one return every 80 ms
+        using var full = Fill(policy);
+        Assert.Equal(Floor + TimeSpan.FromMilliseconds(80 * 9), HoldBacks(policy, 10)[^1]);
+
+        // The queued request gives up waiting for a slot after the park delay and parks: behind the ten, whose line
+        // ends 1.3 s after the start, 0.8 s from then.
+        _time.Advance(Floor);
+        var parked = await full.Queued;
+        Assert.Null(parked.Outcome);
+        Assert.Equal(DestinationPolicy.AtCapacity, parked.ParkReason);
+        Assert.Equal(TimeSpan.FromMilliseconds(800), parked.ParkFor);
+
+        // Long after the line: back to the park delay.
+        _time.Advance(TimeSpan.FromSeconds(10));
+        using var again = Fill(policy, holderRunning: full);
+        Assert.Equal([Floor], HoldBacks(policy, 1));
+    }
+
+    [Fact]
+    public void The_fleet_is_never_counted_below_this_worker()
+    {
+        var policy = Policy(permitsPerSecond: 100);
+        policy.FleetWorkers = 0;
+        Assert.Equal(1, policy.FleetWorkers);
+        Assert.Equal(100, policy.ExpectedPace);
+    }
+
+    private DestinationPolicy Policy(double permitsPerSecond) =>
+        new("policy-test", new DestinationOptions
+        {
+            BaseUrl = new Uri("http://127.0.0.1:1/"),
+            MaxConcurrency = 1,
+            AttemptTimeout = TimeSpan.FromSeconds(2),
+            RateLimit = new RateLimitOptions { PermitsPerSecond = permitsPerSecond },
+        }, new DestinationMetrics($"policy-test-{Guid.NewGuid():N}"), rateLimits: null, _time);
+
+    private static List<TimeSpan> HoldBacks(DestinationPolicy policy, int count)
+    {
+        var delays = new List<TimeSpan>();
+        for (var i = 0; i < count; i++)
+        {
+            Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
+            Assert.Equal(DestinationPolicy.AtCapacity, reason);
+            delays.Add(delay);
+        }
+        return delays;
+    }
+
+    private AttemptOutcome Ok() => new(AttemptResult.Success, _time.GetUtcNow(), TimeSpan.Zero, 200);
+
+    /// <summary>
+    /// Takes the cap (one call that runs until disposed) and fills its queue (one request waiting for the slot), so
+    /// that the destination holds requests back. With <paramref name="holderRunning"/>, its call keeps the slot.
+    /// </summary>
+    private Full Fill(DestinationPolicy policy, Full? holderRunning = null)
+    {
+        var release = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holder = holderRunning?.Holder ?? policy.ExecuteAsync(_ => release.Task, CancellationToken.None);
+        Assert.False(holder.IsCompleted);
+        var queued = policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
+        Assert.False(queued.IsCompleted);
+        return new Full(holder, queued, release);
+    }
+
+    private sealed class Full(Task<PolicyResult> holder, Task<PolicyResult> queued, TaskCompletionSource<AttemptOutcome> release) : IDisposable
+    {
+        public Task<PolicyResult> Holder { get; } = holder;
+
+        public Task<PolicyResult> Queued { get; } = queued;
+
+        public void Dispose() => release.TrySetCanceled();
+    }
+}
