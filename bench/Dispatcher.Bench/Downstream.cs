@@ -10,7 +10,8 @@ namespace Dispatcher.Bench;
 /// An instantly answering downstream (optionally with a fixed latency), in a child process so that its CPU
 /// is not counted as the worker's.
 /// <list type="bullet">
-/// <item><c>/delay/{ms}</c>: answers after that latency (the wait ends early when the caller goes away).</item>
+/// <item><c>/delay/{ms}</c>: answers after that latency (the wait ends early when the caller goes away), with the
+/// latency as served in a <c>Server-Timing: app;dur=</c> header.</item>
 /// <item><c>/record/{key}[/delay/{ms}]</c>: the same, and records the arrival time of the call under <c>key</c>.</item>
 /// <item><c>/__stats/{key}[?times=0]</c>: what was recorded under <c>key</c>: the child's clock now, the call count,
 /// the most calls in flight at once and (unless <c>times=0</c>) every arrival time, all in ms since the child started.</item>
@@ -97,6 +98,7 @@ internal sealed class Downstream : IAsyncDisposable
                 // /delay/{ms}: answer after that latency; anything else: at once.
                 if (path.StartsWith("/delay/", StringComparison.Ordinal) && int.TryParse(path.AsSpan(7), out var ms))
                 {
+                    var waited = Stopwatch.GetTimestamp();
                     try
                     {
                         await Task.Delay(ms, context.RequestAborted);
@@ -105,6 +107,9 @@ internal sealed class Downstream : IAsyncDisposable
                     {
                         return; // the caller gave up (its timeout): nothing to answer
                     }
+                    // The latency as served (a timer overshoots what was asked), for the overhead scenario.
+                    context.Response.Headers["Server-Timing"] =
+                        $"app;dur={Stopwatch.GetElapsedTime(waited).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture)}";
                 }
                 context.Response.StatusCode = 200;
                 context.Response.ContentType = "application/json";
