@@ -49,7 +49,8 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // 32 callers asking as fast as they can for 2 s (after a first permit: connections open, code warm): the
         // bucket allows 100/s + its burst of 5, and never more. How close the callers get to it is a known weakness:
         // re-running this test on an idle machine gave 124-168 of the 200 (the first runs gave 180+), the same
-        // shortfall as the bench's "calls / permitted"; the lower bound here only catches a limiter that stalls.
+        // shortfall as the bench's "calls / permitted"; the lower bound here only catches a limiter that stalls. It was
+        // half the permits until a slow CI run (7 min for the suite against 4-4.5) got 85: a third now.
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.FromSeconds(1), CancellationToken.None));
         var clock = Stopwatch.StartNew();
         var granted = 0;
@@ -62,6 +63,6 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
             }
         }));
         var seconds = clock.Elapsed.TotalSeconds;
-        Assert.InRange(granted, 100 * 2 * 0.5, (100 * seconds) + 5);
+        Assert.InRange(granted, 100 * 2 / 3, (100 * seconds) + 5);
     }
 }
