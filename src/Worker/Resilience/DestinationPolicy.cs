@@ -28,8 +28,13 @@ internal sealed class DestinationPolicy
     /// <summary>Returns from the cap are spaced a quarter faster than the destination's estimated pace: holes cost calls.</summary>
     private const double ReturnHeadroom = 1.25;
 
-    /// <summary>The furthest a request is sent back by the cap: beyond it, a backlog waits in line at this distance.</summary>
-    public static readonly TimeSpan MaxReturnDelay = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// The furthest a request is sent back by the cap: beyond it, a backlog waits in line at this distance. A return's
+    /// due time is fixed once written, so this is also how long a larger pace (a raised rate limit, a destination
+    /// that got faster) takes to reach the whole backlog; 60 s left a hot-reloaded rate limit's backlog trickling
+    /// back at the old pace for a minute.
+    /// </summary>
+    public static readonly TimeSpan MaxReturnDelay = TimeSpan.FromSeconds(15);
 
     private readonly ResiliencePipeline<AttemptOutcome> _breaker;
     private readonly SharedRateLimiter? _rateLimiter;
