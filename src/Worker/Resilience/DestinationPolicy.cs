@@ -29,12 +29,12 @@ internal sealed class DestinationPolicy
     private const double ReturnHeadroom = 1.25;
 
     /// <summary>
-    /// The furthest a request is sent back by the cap: beyond it, a backlog waits in line at this distance. A return's
-    /// due time is fixed once written, so this is also how long a larger pace (a raised rate limit, a destination
-    /// that got faster) takes to reach the whole backlog; 60 s left a hot-reloaded rate limit's backlog trickling
-    /// back at the old pace for a minute.
+    /// The longest line of returns, from the earliest a request may come back (the park delay, or the end of the break):
+    /// beyond it, a backlog waits at its end. A return's due time is fixed once written, so this is also about how
+    /// long a larger pace (a raised rate limit, a destination that got faster) takes to reach the whole backlog; a
+    /// minute left a hot-reloaded rate limit's backlog trickling back at the old pace for that long.
     /// </summary>
-    public static readonly TimeSpan MaxReturnDelay = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan MaxReturnLine = TimeSpan.FromSeconds(10);
 
     private readonly ResiliencePipeline<AttemptOutcome> _breaker;
     private readonly SharedRateLimiter? _rateLimiter;
@@ -135,13 +135,13 @@ internal sealed class DestinationPolicy
         var now = _time.GetUtcNow().UtcTicks;
         if (openUntil > now)
         {
-            delay = TimeSpan.FromTicks(openUntil - now);
+            delay = ReturnDelay(TimeSpan.FromTicks(openUntil - now));
             reason = CircuitOpen;
             return true;
         }
         if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && slots.CurrentQueuedCount >= _options.MaxConcurrency)
         {
-            delay = ReturnDelay();
+            delay = ReturnDelay(ConcurrencyParkDelay());
             reason = AtCapacity;
             return true;
         }
@@ -158,7 +158,7 @@ internal sealed class DestinationPolicy
             slot.Dispose();
             slot = await WaitForSlotAsync(cancellationToken);
             if (slot is null)
-                return PolicyResult.Park(ReturnDelay(), AtCapacity);
+                return PolicyResult.Park(ReturnDelay(ConcurrencyParkDelay()), AtCapacity);
         }
         using (slot)
             return await RateLimitedAsync(attempt, cancellationToken);
@@ -211,26 +211,30 @@ internal sealed class DestinationPolicy
         }
         catch (BrokenCircuitException ex)
         {
-            // Open: wait out the break; half-open with its probe in flight: come back shortly.
-            return PolicyResult.Park(ex.RetryAfter ?? TimeSpan.FromSeconds(1), CircuitOpen);
+            // Open: wait out the break; half-open with its probe in flight: come back shortly. In line either way: a
+            // backlog released at the end of a break would otherwise all be claimed and parked again every second
+            // for as long as the probe takes.
+            return PolicyResult.Park(ReturnDelay(ex.RetryAfter ?? TimeSpan.FromSeconds(1)), CircuitOpen);
         }
     }
 
     /// <summary>
-    /// How long to send a request back for when the destination is at its cap. At least the park delay (a slot frees
-    /// within about one attempt); beyond that, each return is spaced after the previous one at the destination's
-    /// <see cref="ExpectedPace"/> (with headroom), up to <see cref="MaxReturnDelay"/>. A backlog far larger than what
-    /// the worker holds therefore comes back at about the pace the destination takes it, instead of all of it every
-    /// park delay (where each pass costs a receive, an outbox row and a publish per request: a 6,000-request backlog
-    /// for a destination limited to 200/s circulated at ~640 hold-backs a second).
+    /// How long to send a request back for when the destination cannot take it now (at its cap, or its breaker open):
+    /// at least <paramref name="earliest"/> (the park delay: a slot frees within about one attempt; or the rest of the
+    /// break); beyond that, each return is spaced after the previous one at the destination's
+    /// <see cref="ExpectedPace"/> (with headroom), in a line at most <see cref="MaxReturnLine"/> long. A backlog far
+    /// larger than what the worker holds therefore comes back at about the pace the destination takes it, instead of
+    /// all of it at once (where each pass costs a receive, an outbox row and a publish per request: a 6,000-request
+    /// backlog for a destination limited to 200/s circulated at ~640 hold-backs a second).
     /// </summary>
-    private TimeSpan ReturnDelay()
+    private TimeSpan ReturnDelay(TimeSpan earliest)
     {
         var now = _time.GetUtcNow().UtcTicks;
         var spacing = (long)(TimeSpan.TicksPerSecond / (ExpectedPace * ReturnHeadroom));
         lock (_returnLock)
         {
-            var due = Math.Min(Math.Max(now + ConcurrencyParkDelay().Ticks, _returnCursorTicks), now + MaxReturnDelay.Ticks);
+            var first = now + earliest.Ticks;
+            var due = Math.Min(Math.Max(first, _returnCursorTicks), first + MaxReturnLine.Ticks);
             _returnCursorTicks = due + spacing;
             return TimeSpan.FromTicks(due - now);
         }

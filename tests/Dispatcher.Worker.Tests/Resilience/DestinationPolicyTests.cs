@@ -14,6 +14,7 @@ public sealed class DestinationPolicyTests
 {
     // AttemptTimeout 2 s: the park delay (a quarter of it) is 0.5 s, the first return.
     private static readonly TimeSpan Floor = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan Break = TimeSpan.FromSeconds(10);
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 28, 0, 0, 0, TimeSpan.Zero));
 
     [Fact]
@@ -56,8 +57,8 @@ public sealed class DestinationPolicyTests
         var delays = HoldBacks(policy, 30);
 
         Assert.Equal(Floor, delays[0]);
-        Assert.Equal(Floor + TimeSpan.FromMilliseconds(800 * 18), delays[18]); // 14.9 s
-        Assert.All(delays.Skip(19), d => Assert.Equal(DestinationPolicy.MaxReturnDelay, d));
+        Assert.Equal(Floor + TimeSpan.FromMilliseconds(800 * 12), delays[12]); // 10.1 s
+        Assert.All(delays.Skip(13), d => Assert.Equal(Floor + DestinationPolicy.MaxReturnLine, d));
     }
 
     [Fact]
@@ -82,6 +83,48 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task While_the_breaker_is_open_requests_are_sent_back_in_line_from_the_end_of_the_break_and_so_are_parks_while_it_probes()
+    {
+        // Room for the probe and the requests that come while it runs (it holds one slot).
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8); // 125/s with headroom: one return every 8 ms
+        // Two failures in the sampling window open the breaker for 10 s.
+        for (var i = 0; i < 2; i++)
+        {
+            var failed = await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None);
+            Assert.NotNull(failed.Outcome);
+        }
+
+        var heldBack = new List<TimeSpan>();
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
+            Assert.Equal(DestinationPolicy.CircuitOpen, reason);
+            heldBack.Add(delay);
+        }
+        // Before: all five at the end of the break, together.
+        Assert.Equal(Enumerable.Range(0, 5).Select(i => Break + TimeSpan.FromMilliseconds(8 * i)), heldBack);
+
+        // The break ends: one probe goes (and hangs); the requests that come meanwhile park, in line too.
+        _time.Advance(Break);
+        Assert.False(policy.ShouldHoldBack(out _, out _));
+        var probe = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var probing = policy.ExecuteAsync(_ => probe.Task, CancellationToken.None);
+        Assert.False(probing.IsCompleted);
+        var parks = new List<TimeSpan>();
+        for (var i = 0; i < 3; i++)
+        {
+            var parked = await policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
+            Assert.Null(parked.Outcome);
+            Assert.Equal(DestinationPolicy.CircuitOpen, parked.ParkReason);
+            parks.Add(parked.ParkFor);
+        }
+        Assert.True(parks[0] > TimeSpan.Zero, $"parked for {parks[0]}");
+        Assert.Equal([parks[0], parks[0] + TimeSpan.FromMilliseconds(8), parks[0] + TimeSpan.FromMilliseconds(16)], parks);
+        probe.SetResult(Ok());
+        Assert.NotNull((await probing).Outcome);
+    }
+
+    [Fact]
     public void The_fleet_is_never_counted_below_this_worker()
     {
         var policy = Policy(permitsPerSecond: 100);
@@ -90,13 +133,17 @@ public sealed class DestinationPolicyTests
         Assert.Equal(100, policy.ExpectedPace);
     }
 
-    private DestinationPolicy Policy(double permitsPerSecond) =>
+    private DestinationPolicy Policy(double permitsPerSecond, int maxConcurrency = 1) =>
         new("policy-test", new DestinationOptions
         {
             BaseUrl = new Uri("http://127.0.0.1:1/"),
-            MaxConcurrency = 1,
+            MaxConcurrency = maxConcurrency,
             AttemptTimeout = TimeSpan.FromSeconds(2),
             RateLimit = new RateLimitOptions { PermitsPerSecond = permitsPerSecond },
+            CircuitBreaker = new CircuitBreakerOptions
+            {
+                FailureRatio = 0.5, MinimumThroughput = 2, SamplingDuration = TimeSpan.FromSeconds(30), BreakDuration = Break,
+            },
         }, new DestinationMetrics($"policy-test-{Guid.NewGuid():N}"), rateLimits: null, _time);
 
     private static List<TimeSpan> HoldBacks(DestinationPolicy policy, int count)
@@ -112,6 +159,8 @@ public sealed class DestinationPolicyTests
     }
 
     private AttemptOutcome Ok() => new(AttemptResult.Success, _time.GetUtcNow(), TimeSpan.Zero, 200);
+
+    private AttemptOutcome Failed() => new(AttemptResult.HttpError, _time.GetUtcNow(), TimeSpan.Zero, 503, Error: "HTTP 503");
 
     /// <summary>
     /// Takes the cap (one call that runs until disposed) and fills its queue (one request waiting for the slot), so
