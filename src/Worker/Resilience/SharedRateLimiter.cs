@@ -15,8 +15,10 @@ namespace Dispatcher.Worker.Resilience;
 #pragma warning disable CA1001 // The SemaphoreSlim never allocates a wait handle: nothing to dispose.
 internal sealed class SharedRateLimiter(string destination, RateLimitOptions options, RateLimitStore store, TimeProvider time)
 {
-    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(50);
+    // Calls in any second come from grants in that second and up to a lifetime before it: the lifetime is part of the
+    // overshoot at the downstream (50 ms measured 1.06-1.11 x the limit in the rate-accuracy bench, 20 ms 1.04-1.08).
+    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMilliseconds(20);
+    private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(20);
     private readonly SemaphoreSlim _refill = new(1, 1);
     private readonly Lock _lock = new();
     private int _permits;
@@ -31,11 +33,15 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private int _lastLeaseSize;
     private int _prefetching;
     private int _foregroundLeases;
+    private int _leases;
 
     public double PermitsPerSecond => options.PermitsPerSecond;
 
     /// <summary>Leases a caller had to wait for (the round trips a steady stream should mostly not see).</summary>
     internal int ForegroundLeases => Volatile.Read(ref _foregroundLeases);
+
+    /// <summary>Leases taken from the shared bucket, waited for or topped up in the background.</summary>
+    internal int Leases => Volatile.Read(ref _leases);
 
     /// <summary>Bucket capacity: Burst, or one second's worth when Burst is 0.</summary>
     public double Capacity => options.Burst > 0 ? options.Burst : Math.Max(1, options.PermitsPerSecond);
@@ -102,6 +108,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         var demand = Math.Ceiling(EstimateDemand() * LeaseLifetime.TotalSeconds);
         var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, Math.Min(worth, Capacity));
         var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
+        Interlocked.Increment(ref _leases);
         lock (_lock)
         {
             _lastLeaseFull = lease.Granted == want;
@@ -119,7 +126,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     {
         lock (_lock)
         {
-            if (!_lastLeaseFull || _lastLeaseSize < 2 || _permits > _lastLeaseSize / 2)
+            // Running low: half the lease spent, or half its life gone (a lease lives only 20 ms: a stream a little
+            // slower than its estimate would otherwise see the rest expire and wait for the next lease).
+            var runningLow = _permits <= _lastLeaseSize / 2 || time.GetUtcNow() >= _expires - LeaseLifetime / 2;
+            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow)
                 return;
         }
         if (Interlocked.Exchange(ref _prefetching, 1) == 1)
