@@ -21,9 +21,14 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(20);
     private readonly SemaphoreSlim _refill = new(1, 1);
     private readonly Lock _lock = new();
+    // Permits in hand come in at most two lots, each dropped when its own lifetime ends: the lease being spent and,
+    // once it runs low, its top-up. (Adding a top-up to the lot in hand and restarting its life let a steady stream
+    // pile up permits, since a top-up at half-life asks for a lifetime's demand every half lifetime.)
     private int _permits;
-    private int _waiting;
     private DateTimeOffset _expires;
+    private int _nextPermits;
+    private DateTimeOffset _nextExpires;
+    private int _waiting;
     // Demand estimate: permits taken since the last lease, and the smoothed rate at which they were taken.
     private int _takenSinceLease;
     private DateTimeOffset _lastLeaseAt;
@@ -42,6 +47,19 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     /// <summary>Leases taken from the shared bucket, waited for or topped up in the background.</summary>
     internal int Leases => Volatile.Read(ref _leases);
+
+    /// <summary>Unexpired permits this worker holds (for tests).</summary>
+    internal int PermitsInHand
+    {
+        get
+        {
+            lock (_lock)
+            {
+                var now = time.GetUtcNow();
+                return (now < _expires ? _permits : 0) + (now < _nextExpires ? _nextPermits : 0);
+            }
+        }
+    }
 
     /// <summary>Bucket capacity: Burst, or one second's worth when Burst is 0.</summary>
     public double Capacity => options.Burst > 0 ? options.Burst : Math.Max(1, options.PermitsPerSecond);
@@ -84,8 +102,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 {
                     lock (_lock)
                     {
+                        // Nothing usable was in hand (TryTakeLocal failed): this lease is the lot now.
                         _permits = lease.Granted - 1;
                         _expires = time.GetUtcNow() + LeaseLifetime;
+                        _nextPermits = 0;
                         _takenSinceLease++;
                     }
                     return null;
@@ -127,9 +147,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         lock (_lock)
         {
             // Running low: half the lease spent, or half its life gone (a lease lives only 20 ms: a stream a little
-            // slower than its estimate would otherwise see the rest expire and wait for the next lease).
+            // slower than its estimate would otherwise see the rest expire and wait for the next lease). Never a
+            // third lot: a top-up already in hand is enough.
             var runningLow = _permits <= _lastLeaseSize / 2 || time.GetUtcNow() >= _expires - LeaseLifetime / 2;
-            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow)
+            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || _nextPermits > 0)
                 return;
         }
         if (Interlocked.Exchange(ref _prefetching, 1) == 1)
@@ -152,8 +173,11 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                     lock (_lock)
                     {
                         var now = time.GetUtcNow();
-                        _permits = (now < _expires ? _permits : 0) + lease.Granted;
-                        _expires = now + LeaseLifetime;
+                        Roll(now);
+                        if (_permits > 0 && now < _expires)
+                            (_nextPermits, _nextExpires) = (lease.Granted, now + LeaseLifetime);
+                        else
+                            (_permits, _expires) = (lease.Granted, now + LeaseLifetime);
                     }
                 }
             }
@@ -177,12 +201,23 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     {
         lock (_lock)
         {
-            if (_permits <= 0 || time.GetUtcNow() >= _expires)
+            var now = time.GetUtcNow();
+            Roll(now);
+            if (_permits <= 0 || now >= _expires)
                 return false;
             _permits--;
             _takenSinceLease++;
             return true;
         }
+    }
+
+    /// <summary>The lot in hand spent or expired: its top-up (if any, and unexpired) becomes the lot. Under the lock.</summary>
+    private void Roll(DateTimeOffset now)
+    {
+        if (_permits > 0 && now < _expires)
+            return;
+        (_permits, _expires) = now < _nextExpires ? (_nextPermits, _nextExpires) : (0, _expires);
+        _nextPermits = 0;
     }
 
     /// <summary>
