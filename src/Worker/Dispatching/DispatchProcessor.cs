@@ -61,9 +61,10 @@ internal sealed class DispatchProcessor(
         // replay) stays its own. A redelivered message takes the usual path: it may own a live claim that only its
         // redelivery may take over (a fresh copy of it cannot), and so does a request past its Deadline (it is
         // dead-lettered now rather than later).
-        if (destination.Policy.ShouldHoldBack(out var holdFor, out var holdReason)
-            && !incoming.Redelivered
-            && !(request.Deadline is { } due && time.GetUtcNow() >= due))
+        // (Those checked first: a look that holds back takes a place in the destination's line of returns.)
+        if (!incoming.Redelivered
+            && !(request.Deadline is { } due && time.GetUtcNow() >= due)
+            && destination.Policy.ShouldHoldBack(out var holdFor, out var holdReason, request.Deadline))
         {
             await HoldBackAsync(incoming, destination, requestJson, holdFor, holdReason, cancellationToken);
             return;
@@ -100,7 +101,7 @@ internal sealed class DispatchProcessor(
 
         // Waiting on the destination (a rate permit, the call) counts against its cap, not the worker's slots.
         var result = await slot.WithoutSlotAsync(() => destination.Policy.ExecuteAsync(
-            ct => CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, ct), cancellationToken));
+            ct => CallAsync(destination, prepared, attempt, options.Limits.MaxStoredResponseBytes, ct), cancellationToken, request.Deadline));
         if (result.Outcome is { } outcome)
             await DecideAsync(attempt, outcome, cancellationToken);
         else

@@ -43,7 +43,10 @@ internal sealed class DestinationPolicy
     private readonly ConcurrencyLimiter _slots;
     private long _openUntilTicks;
     private readonly Lock _returnLock = new();
-    private long _returnCursorTicks;
+    // Two lines of returns: from the cap, and from the breaker (held back while open, parked while its probe runs:
+    // those wait about a break, and must not push the cap's returns that far back once it has closed).
+    private readonly ReturnLine _capLine = new();
+    private readonly ReturnLine _breakerLine = new();
     private long _callTicksAverage;
     private int _fleetWorkers = 1;
 
@@ -129,19 +132,19 @@ internal sealed class DestinationPolicy
     /// concurrency cap, or its breaker is open), with how long to hold it back. Only a hint: a request that passes
     /// may still be parked by <see cref="ExecuteAsync"/> if the state changed in between.
     /// </summary>
-    public bool ShouldHoldBack(out TimeSpan delay, out string reason)
+    public bool ShouldHoldBack(out TimeSpan delay, out string reason, DateTimeOffset? deadline = null)
     {
         var openUntil = Volatile.Read(ref _openUntilTicks);
         var now = _time.GetUtcNow().UtcTicks;
         if (openUntil > now)
         {
-            delay = ReturnDelay(TimeSpan.FromTicks(openUntil - now));
+            delay = ReturnDelay(_breakerLine, TimeSpan.FromTicks(openUntil - now), deadline);
             reason = CircuitOpen;
             return true;
         }
         if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && slots.CurrentQueuedCount >= _options.MaxConcurrency)
         {
-            delay = ReturnDelay(ConcurrencyParkDelay());
+            delay = ReturnDelay(_capLine, ConcurrencyParkDelay(), deadline);
             reason = AtCapacity;
             return true;
         }
@@ -150,7 +153,12 @@ internal sealed class DestinationPolicy
         return false;
     }
 
-    public async Task<PolicyResult> ExecuteAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs one attempt under the destination's policies, or parks the request (see the class). A park's due time
+    /// keeps a place in the destination's line of returns unless that would be after <paramref name="deadline"/>.
+    /// </summary>
+    public async Task<PolicyResult> ExecuteAsync(
+        Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
     {
         var slot = _slots.AttemptAcquire();
         if (!slot.IsAcquired)
@@ -158,10 +166,10 @@ internal sealed class DestinationPolicy
             slot.Dispose();
             slot = await WaitForSlotAsync(cancellationToken);
             if (slot is null)
-                return PolicyResult.Park(ReturnDelay(ConcurrencyParkDelay()), AtCapacity);
+                return PolicyResult.Park(ReturnDelay(_capLine, ConcurrencyParkDelay(), deadline), AtCapacity);
         }
         using (slot)
-            return await RateLimitedAsync(attempt, cancellationToken);
+            return await RateLimitedAsync(attempt, deadline, cancellationToken);
     }
 
     /// <summary>
@@ -186,7 +194,8 @@ internal sealed class DestinationPolicy
         }
     }
 
-    private async ValueTask<PolicyResult> RateLimitedAsync(Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken)
+    private async ValueTask<PolicyResult> RateLimitedAsync(
+        Func<CancellationToken, Task<AttemptOutcome>> attempt, DateTimeOffset? deadline, CancellationToken cancellationToken)
     {
         try
         {
@@ -211,10 +220,10 @@ internal sealed class DestinationPolicy
         }
         catch (BrokenCircuitException ex)
         {
-            // Open: wait out the break; half-open with its probe in flight: come back shortly. In line either way: a
-            // backlog released at the end of a break would otherwise all be claimed and parked again every second
-            // for as long as the probe takes.
-            return PolicyResult.Park(ReturnDelay(ex.RetryAfter ?? TimeSpan.FromSeconds(1)), CircuitOpen);
+            // Open: wait out the break; half-open with its probe in flight: Polly blocks the others for another break
+            // (its RetryAfter). In the breaker's line either way: a backlog released at the end of a break would
+            // otherwise be claimed and parked all at once, and come back all at once a break later.
+            return PolicyResult.Park(ReturnDelay(_breakerLine, ex.RetryAfter ?? TimeSpan.FromSeconds(1), deadline), CircuitOpen);
         }
     }
 
@@ -227,17 +236,33 @@ internal sealed class DestinationPolicy
     /// all of it at once (where each pass costs a receive, an outbox row and a publish per request: a 6,000-request
     /// backlog for a destination limited to 200/s circulated at ~640 hold-backs a second).
     /// </summary>
-    private TimeSpan ReturnDelay(TimeSpan earliest)
+    /// <remarks>
+    /// Past the line's end the overflow is spread at random over the line rather than piled at its end (while the
+    /// breaker is open the earliest return stays the end of the break, so a pile would all come back at one instant).
+    /// A request whose place would be after its Deadline takes no place and comes back as early as it may: it might
+    /// still make it, and it is dead-lettered on return if not.
+    /// </remarks>
+    private TimeSpan ReturnDelay(ReturnLine line, TimeSpan earliest, DateTimeOffset? deadline)
     {
         var now = _time.GetUtcNow().UtcTicks;
-        var spacing = (long)(TimeSpan.TicksPerSecond / (ExpectedPace * ReturnHeadroom));
+        var spacing = (long)Math.Min(TimeSpan.TicksPerSecond / (ExpectedPace * ReturnHeadroom), MaxReturnLine.Ticks);
         lock (_returnLock)
         {
             var first = now + earliest.Ticks;
-            var due = Math.Min(Math.Max(first, _returnCursorTicks), first + MaxReturnLine.Ticks);
-            _returnCursorTicks = due + spacing;
-            return TimeSpan.FromTicks(due - now);
+            var place = Math.Max(first, line.CursorTicks);
+            if (deadline is { } d && place > d.UtcTicks)
+                return earliest;
+            if (place > first + MaxReturnLine.Ticks)
+                return earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(MaxReturnLine.Ticks + 1));
+            line.CursorTicks = place + spacing;
+            return TimeSpan.FromTicks(place - now);
         }
+    }
+
+    /// <summary>Where the next return of a line goes (UTC ticks); guarded by the policy's lock.</summary>
+    private sealed class ReturnLine
+    {
+        public long CursorTicks;
     }
 
     // Exponentially smoothed (1/8 per call); concurrent updates may drop a sample, which an average can spare.

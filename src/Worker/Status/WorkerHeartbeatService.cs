@@ -47,11 +47,6 @@ internal sealed class WorkerHeartbeatService(
             (int)d.Metrics.InFlight.Value, d.Options.RateLimit.PermitsPerSecond, now)).ToList();
         await status.BeatAsync(rows, cancellationToken);
 
-        // Live: beat within the last three intervals (this worker's own row is among them).
-        var live = await status.LiveHeartbeatsAsync(now - 3 * Interval, cancellationToken);
-        foreach (var d in destinations.All)
-            d.Policy.FleetWorkers = live.Count(b => b.Destination == d.Name);
-
         foreach (var c in await status.CountsAsync(now, cancellationToken))
             DispatcherMetrics.DeadLetters.WithLabels(c.Destination).Set(c.DeadLetters);
         var queue = destinations.Options.Worker.QueueName;
@@ -60,5 +55,10 @@ internal sealed class WorkerHeartbeatService(
             if (await queues.InspectAsync(name, cancellationToken) is { } info)
                 DispatcherMetrics.QueueDepth.WithLabels(name).Set(info.Messages);
         }
+
+        // Live: beat within the last three intervals (this worker's own row is among them).
+        var live = await status.LiveHeartbeatsAsync(now - 3 * Interval, cancellationToken);
+        foreach (var d in destinations.All)
+            d.Policy.FleetWorkers = live.Count(b => string.Equals(b.Destination, d.Name, StringComparison.OrdinalIgnoreCase));
     }
 }

@@ -58,7 +58,9 @@ public sealed class DestinationPolicyTests
 
         Assert.Equal(Floor, delays[0]);
         Assert.Equal(Floor + TimeSpan.FromMilliseconds(800 * 12), delays[12]); // 10.1 s
-        Assert.All(delays.Skip(13), d => Assert.Equal(Floor + DestinationPolicy.MaxReturnLine, d));
+        // The overflow is spread over the line, not piled at its end (where it would all come back at one instant).
+        Assert.All(delays.Skip(13), d => Assert.InRange(d, Floor, Floor + DestinationPolicy.MaxReturnLine));
+        Assert.True(delays.Skip(13).Distinct().Count() > 1, "the overflow is spread");
     }
 
     [Fact]
@@ -118,10 +120,34 @@ public sealed class DestinationPolicyTests
             Assert.Equal(DestinationPolicy.CircuitOpen, parked.ParkReason);
             parks.Add(parked.ParkFor);
         }
-        Assert.True(parks[0] > TimeSpan.Zero, $"parked for {parks[0]}");
-        Assert.Equal([parks[0], parks[0] + TimeSpan.FromMilliseconds(8), parks[0] + TimeSpan.FromMilliseconds(16)], parks);
+        // Polly blocks the others for another break while its probe runs (their RetryAfter): in line from there.
+        Assert.Equal([Break, Break + TimeSpan.FromMilliseconds(8), Break + TimeSpan.FromMilliseconds(16)], parks);
         probe.SetResult(Ok());
         Assert.NotNull((await probing).Outcome);
+
+        // Closed again: the breaker's line (a break ahead) does not hold back the cap's returns.
+        var hold = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var running = Enumerable.Range(0, 16).Select(_ => policy.ExecuteAsync(_ => hold.Task, CancellationToken.None)).ToList();
+        Assert.True(policy.ShouldHoldBack(out var atCap, out var capReason));
+        Assert.Equal((DestinationPolicy.AtCapacity, Floor), (capReason, atCap));
+        hold.SetResult(Ok());
+        Assert.All(await Task.WhenAll(running), r => Assert.NotNull(r.Outcome));
+    }
+
+    [Fact]
+    public void A_request_whose_place_in_line_would_be_after_its_deadline_comes_back_as_early_as_it_may_and_takes_no_place()
+    {
+        var policy = Policy(permitsPerSecond: 10); // one return every 80 ms
+        using var full = Fill(policy);
+        Assert.Equal(Floor + TimeSpan.FromMilliseconds(80 * 9), HoldBacks(policy, 10)[^1]); // the next place: 1.3 s
+
+        Assert.True(policy.ShouldHoldBack(out var early, out _, deadline: _time.GetUtcNow() + TimeSpan.FromSeconds(1)));
+        Assert.Equal(Floor, early);
+        // Its place went to the next one.
+        Assert.Equal([Floor + TimeSpan.FromMilliseconds(800)], HoldBacks(policy, 1));
+        // A deadline after the place keeps it.
+        Assert.True(policy.ShouldHoldBack(out var inLine, out _, deadline: _time.GetUtcNow() + TimeSpan.FromSeconds(5)));
+        Assert.Equal(Floor + TimeSpan.FromMilliseconds(880), inLine);
     }
 
     [Fact]
