@@ -114,6 +114,11 @@ internal sealed class DestinationRegistry : IDisposable
             Log.ConfigurationRejected(_logger, ex.Message);
             return;
         }
+        foreach (var (name, destination) in built)
+        {
+            if (previous.Destinations.TryGetValue(name, out var replaced))
+                destination.Policy.TakeOver(replaced.Policy);
+        }
         _current = new Snapshot(updated, built);
         Log.ConfigurationApplied(_logger, updated.Destinations.Count);
 

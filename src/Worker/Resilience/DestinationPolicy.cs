@@ -105,6 +105,22 @@ internal sealed class DestinationPolicy
         set => Volatile.Write(ref _fleetWorkers, Math.Max(1, value));
     }
 
+    /// <summary>
+    /// Takes over, from the policy this one replaces (a config reload rebuilds every destination), what it knew of the
+    /// fleet and where its lines of returns stand: requests it sent back are due where they are, so the next returns
+    /// go after them rather than alongside (at up to twice the pace for a line's length), and the pace is not one
+    /// worker's for the seconds until the next heartbeat.
+    /// </summary>
+    public void TakeOver(DestinationPolicy previous)
+    {
+        FleetWorkers = previous.FleetWorkers;
+        long cap, breaker;
+        lock (previous._returnLock)
+            (cap, breaker) = (previous._capLine.CursorTicks, previous._breakerLine.CursorTicks);
+        lock (_returnLock)
+            (_capLine.CursorTicks, _breakerLine.CursorTicks) = (cap, breaker);
+    }
+
     /// <summary>Smoothed duration of this worker's calls to the destination; zero before the first.</summary>
     public TimeSpan CallDuration => TimeSpan.FromTicks(Volatile.Read(ref _callTicksAverage));
 

@@ -111,6 +111,18 @@ public sealed class DestinationRegistryTests : IDisposable
     }
 
     [Fact]
+    public void A_destination_rebuilt_on_reload_keeps_its_fleet_count()
+    {
+        Assert.True(_registry.TryGet("p", out var before));
+        before.Policy.FleetWorkers = 3;
+        Change(Rate, "20");
+        Assert.True(_registry.TryGet("p", out var after));
+        Assert.NotSame(before, after);
+        Assert.Equal(3, after.Policy.FleetWorkers);
+        Assert.Equal(20.0 / 3, after.Policy.ExpectedPace, 6);
+    }
+
+    [Fact]
     public void Destination_added_on_reload_is_available()
     {
         Change("Dispatcher:Destinations:q:BaseUrl", "http://q.example.com/api/");

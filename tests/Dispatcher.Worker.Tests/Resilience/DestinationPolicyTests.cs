@@ -151,6 +151,22 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public void A_policy_rebuilt_by_a_reload_takes_over_the_fleet_count_and_continues_the_line()
+    {
+        var before = Policy(permitsPerSecond: 10); // one return every 80 ms for one worker
+        before.FleetWorkers = 2; // 160 ms for its share
+        using (Fill(before))
+            Assert.Equal(Floor + TimeSpan.FromMilliseconds(160 * 4), HoldBacks(before, 5)[^1]);
+
+        var after = Policy(permitsPerSecond: 10);
+        after.TakeOver(before);
+        Assert.Equal(2, after.FleetWorkers);
+        using var full = Fill(after);
+        // Behind the five already sent back, not alongside them.
+        Assert.Equal([Floor + TimeSpan.FromMilliseconds(160 * 5)], HoldBacks(after, 1));
+    }
+
+    [Fact]
     public void The_fleet_is_never_counted_below_this_worker()
     {
         var policy = Policy(permitsPerSecond: 100);
