@@ -31,7 +31,6 @@ internal sealed class EventHandoff(
 {
     private const int MaxBatch = 256;
     private const int MaxUnmarked = 10_000;
-    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
 
     // Bounded: a worker that cannot keep up leaves the overflow to the relays (after the grace) instead of growing.
     private readonly Channel<HandedOffEvent> _events = Channel.CreateBounded<HandedOffEvent>(
@@ -75,8 +74,8 @@ internal sealed class EventHandoff(
     private async Task PublishAsync(List<HandedOffEvent> batch)
     {
         // Publishes already begun are not cancelled by shutdown (they take milliseconds); a broker that neither
-        // confirms nor fails them gets PublishTimeout, after which the relays take them over when due.
-        using var timeout = new CancellationTokenSource(PublishTimeout, time);
+        // confirms nor fails them gets OutboxRelay.PublishTimeout, after which the relays take them over when due.
+        using var timeout = new CancellationTokenSource(OutboxRelay.PublishTimeout, time);
         var results = await Task.WhenAll(batch.Select(e => PublishOneAsync(e, timeout.Token)));
         var failed = 0;
         for (var i = 0; i < batch.Count; i++)

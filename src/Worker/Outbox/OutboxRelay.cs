@@ -26,7 +26,11 @@ internal sealed class OutboxRelay(
 {
     private static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan BacklogInterval = TimeSpan.FromSeconds(5);
-    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a batch's publishes may go neither confirmed nor failed (a connection lost mid-publish) before they
+    /// count as failed; the relay's batches and the worker's own handed-off events alike.
+    /// </summary>
+    internal static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
     private readonly OutboxOptions _options = options.Value.Outbox;
     private readonly Uri _requestQueue = new($"queue:{options.Value.Worker.QueueName}");
 
