@@ -43,10 +43,11 @@ internal sealed class DestinationPolicy
     private readonly ConcurrencyLimiter _slots;
     private long _openUntilTicks;
     private readonly Lock _returnLock = new();
-    // Two lines of returns: from the cap, and from the breaker (held back while open, parked while its probe runs:
-    // those wait about a break, and must not push the cap's returns that far back once it has closed).
-    private readonly ReturnLine _capLine = new();
-    private readonly ReturnLine _breakerLine = new();
+    // Two lines of returns, each where its next return goes (UTC ticks; under _returnLock): from the cap, and from the
+    // breaker (held back while open, parked while its probe runs: those wait about a break, and must not push the
+    // cap's returns that far back once it has closed).
+    private long _capLine;
+    private long _breakerLine;
     private long _callTicksAverage;
     private int _fleetWorkers = 1;
 
@@ -116,9 +117,9 @@ internal sealed class DestinationPolicy
         FleetWorkers = previous.FleetWorkers;
         long cap, breaker;
         lock (previous._returnLock)
-            (cap, breaker) = (previous._capLine.CursorTicks, previous._breakerLine.CursorTicks);
+            (cap, breaker) = (previous._capLine, previous._breakerLine);
         lock (_returnLock)
-            (_capLine.CursorTicks, _breakerLine.CursorTicks) = (cap, breaker);
+            (_capLine, _breakerLine) = (cap, breaker);
     }
 
     /// <summary>Smoothed duration of this worker's calls to the destination; zero before the first.</summary>
@@ -154,13 +155,13 @@ internal sealed class DestinationPolicy
         var now = _time.GetUtcNow().UtcTicks;
         if (openUntil > now)
         {
-            delay = ReturnDelay(_breakerLine, TimeSpan.FromTicks(openUntil - now), deadline);
+            delay = ReturnDelay(ref _breakerLine, TimeSpan.FromTicks(openUntil - now), deadline);
             reason = CircuitOpen;
             return true;
         }
         if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && slots.CurrentQueuedCount >= _options.MaxConcurrency)
         {
-            delay = ReturnDelay(_capLine, ConcurrencyParkDelay(), deadline);
+            delay = ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline);
             reason = AtCapacity;
             return true;
         }
@@ -182,7 +183,7 @@ internal sealed class DestinationPolicy
             slot.Dispose();
             slot = await WaitForSlotAsync(cancellationToken);
             if (slot is null)
-                return PolicyResult.Park(ReturnDelay(_capLine, ConcurrencyParkDelay(), deadline), AtCapacity);
+                return PolicyResult.Park(ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline), AtCapacity);
         }
         using (slot)
             return await RateLimitedAsync(attempt, deadline, cancellationToken);
@@ -239,7 +240,7 @@ internal sealed class DestinationPolicy
             // Open: wait out the break; half-open with its probe in flight: Polly blocks the others for another break
             // (its RetryAfter). In the breaker's line either way: a backlog released at the end of a break would
             // otherwise be claimed and parked all at once, and come back all at once a break later.
-            return PolicyResult.Park(ReturnDelay(_breakerLine, ex.RetryAfter ?? TimeSpan.FromSeconds(1), deadline), CircuitOpen);
+            return PolicyResult.Park(ReturnDelay(ref _breakerLine, ex.RetryAfter ?? TimeSpan.FromSeconds(1), deadline), CircuitOpen);
         }
     }
 
@@ -258,27 +259,21 @@ internal sealed class DestinationPolicy
     /// A request whose place would be after its Deadline takes no place and comes back as early as it may: it might
     /// still make it, and it is dead-lettered on return if not.
     /// </remarks>
-    private TimeSpan ReturnDelay(ReturnLine line, TimeSpan earliest, DateTimeOffset? deadline)
+    private TimeSpan ReturnDelay(ref long line, TimeSpan earliest, DateTimeOffset? deadline)
     {
         var now = _time.GetUtcNow().UtcTicks;
         var spacing = (long)Math.Min(TimeSpan.TicksPerSecond / (ExpectedPace * ReturnHeadroom), MaxReturnLine.Ticks);
         lock (_returnLock)
         {
             var first = now + earliest.Ticks;
-            var place = Math.Max(first, line.CursorTicks);
+            var place = Math.Max(first, line);
             if (deadline is { } d && place > d.UtcTicks)
                 return earliest;
             if (place > first + MaxReturnLine.Ticks)
                 return earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(MaxReturnLine.Ticks + 1));
-            line.CursorTicks = place + spacing;
+            line = place + spacing;
             return TimeSpan.FromTicks(place - now);
         }
-    }
-
-    /// <summary>Where the next return of a line goes (UTC ticks); guarded by the policy's lock.</summary>
-    private sealed class ReturnLine
-    {
-        public long CursorTicks;
     }
 
     // Exponentially smoothed (1/8 per call); concurrent updates may drop a sample, which an average can spare.

@@ -56,7 +56,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             lock (_lock)
             {
                 var now = time.GetUtcNow();
-                return (now < _expires ? _permits : 0) + (now < _nextExpires ? _nextPermits : 0);
+                return (HasLot(now) ? _permits : 0) + (now < _nextExpires ? _nextPermits : 0);
             }
         }
     }
@@ -174,7 +174,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                     {
                         var now = time.GetUtcNow();
                         Roll(now);
-                        if (_permits > 0 && now < _expires)
+                        if (HasLot(now))
                             (_nextPermits, _nextExpires) = (lease.Granted, now + LeaseLifetime);
                         else
                             (_permits, _expires) = (lease.Granted, now + LeaseLifetime);
@@ -203,7 +203,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         {
             var now = time.GetUtcNow();
             Roll(now);
-            if (_permits <= 0 || now >= _expires)
+            if (!HasLot(now))
                 return false;
             _permits--;
             _takenSinceLease++;
@@ -211,10 +211,13 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         }
     }
 
+    /// <summary>A lot in hand with permits left and unexpired. Under the lock.</summary>
+    private bool HasLot(DateTimeOffset now) => _permits > 0 && now < _expires;
+
     /// <summary>The lot in hand spent or expired: its top-up (if any, and unexpired) becomes the lot. Under the lock.</summary>
     private void Roll(DateTimeOffset now)
     {
-        if (_permits > 0 && now < _expires)
+        if (HasLot(now))
             return;
         (_permits, _expires) = now < _nextExpires ? (_nextPermits, _nextExpires) : (0, _expires);
         _nextPermits = 0;
