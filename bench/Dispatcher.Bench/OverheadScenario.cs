@@ -213,18 +213,16 @@ internal static class OverheadScenario
                 }
             }
             var measured = sent.Sent.Skip(Warmup).ToList();
-            var evented = measured.Where(s => events.ContainsKey(s.RequestId))
-                .Select(s => Stopwatch.GetElapsedTime(s.Timestamp, events[s.RequestId].Timestamp).TotalMilliseconds - LatencyMs)
-                .Order().ToList();
-            var recorded = measured.Where(s => rows.ContainsKey(s.RequestId))
-                .Select(s => (rows[s.RequestId].CompletedAt - s.Utc).TotalMilliseconds - LatencyMs)
-                .Order().ToList();
-            var eventedServed = measured.Where(s => events.ContainsKey(s.RequestId) && rows.ContainsKey(s.RequestId))
-                .Select(s => Stopwatch.GetElapsedTime(s.Timestamp, events[s.RequestId].Timestamp).TotalMilliseconds - rows[s.RequestId].ServedMs)
-                .Order().ToList();
-            var recordedServed = measured.Where(s => rows.ContainsKey(s.RequestId))
-                .Select(s => (rows[s.RequestId].CompletedAt - s.Utc).TotalMilliseconds - rows[s.RequestId].ServedMs)
-                .Order().ToList();
+            // Completion time less publish time less the downstream latency (nominal, or as served), sorted.
+            List<double> Overhead(Func<PacedPublisher.Sent, bool> known, Func<PacedPublisher.Sent, double> completedMs, Func<PacedPublisher.Sent, double> latencyMs) =>
+                measured.Where(known).Select(s => completedMs(s) - latencyMs(s)).Order().ToList();
+            double ToEvent(PacedPublisher.Sent s) => Stopwatch.GetElapsedTime(s.Timestamp, events[s.RequestId].Timestamp).TotalMilliseconds;
+            double ToRecorded(PacedPublisher.Sent s) => (rows[s.RequestId].CompletedAt - s.Utc).TotalMilliseconds;
+            double Served(PacedPublisher.Sent s) => rows[s.RequestId].ServedMs;
+            var evented = Overhead(s => events.ContainsKey(s.RequestId), ToEvent, _ => LatencyMs);
+            var recorded = Overhead(s => rows.ContainsKey(s.RequestId), ToRecorded, _ => LatencyMs);
+            var eventedServed = Overhead(s => events.ContainsKey(s.RequestId) && rows.ContainsKey(s.RequestId), ToEvent, Served);
+            var recordedServed = Overhead(s => rows.ContainsKey(s.RequestId), ToRecorded, Served);
             var attempted = measured.Where(s => rows.TryGetValue(s.RequestId, out var r) && r.AttemptStarted is not null)
                 .Select(s => (Sent: s.Utc, Row: rows[s.RequestId])).ToList();
             List<double> Phase(Func<(DateTime Sent, RecordedRow Row), double> ms) => attempted.Select(ms).Order().ToList();
