@@ -81,12 +81,14 @@ internal static class RateAccuracyScenario
             Console.WriteLine($"Calls per second of the window: {string.Join(", ", perSecond)} (and {warmupCalls} in the {warmup / 1000:0} s warm-up before it). " +
                 $"Burst {Burst} makes the bucket's own bound for a 1-s window {Rate + Burst:0}, that is {(Rate + Burst) / Rate:0.00} × the limit.");
             Console.WriteLine();
-            Console.WriteLine("| worker | successful attempts (whole run) | parked: rate limit | parked: MaxConcurrency | peak RSS MB |");
-            Console.WriteLine("|---|---:|---:|---:|---:|");
+            Console.WriteLine("| worker | successful attempts (whole run) | permits leased | of those unused | parked: rate limit | parked: MaxConcurrency | peak RSS MB |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
             for (var i = 0; i < workers.Count; i++)
             {
                 var d = $"destination=\"{destination}\"";
                 Console.WriteLine($"| {i + 1} | {scrapes[i].Sum("dispatcher_attempts_total", d, "result=\"Success\""):N0} | " +
+                    $"{scrapes[i].Sum("dispatcher_rate_limit_permits_total", d, "fate=\"leased\""):N0} | " +
+                    $"{scrapes[i].Sum("dispatcher_rate_limit_permits_total", d, "fate=\"unused\""):N0} | " +
                     $"{scrapes[i].Sum("dispatcher_parked_total", d, "reason=\"rate limit\""):N0} | " +
                     $"{scrapes[i].Sum("dispatcher_parked_total", d, "reason=\"MaxConcurrency reached\""):N0} | " +
                     $"{workers[i].ReadMemory().Peak / 1048576.0:0} |");

@@ -5,7 +5,8 @@ namespace Dispatcher.Persistence.RateLimiting;
 /// <summary>What a worker got from the shared bucket.</summary>
 /// <param name="Granted">Permits now owned by the caller (0 when the bucket is empty).</param>
 /// <param name="NextPermitIn">When none was granted: how long until the bucket holds one again.</param>
-public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn);
+/// <param name="Slot">The window slot the grant was recorded in (what <see cref="RateLimitStore.GiveBackAsync"/> takes back).</param>
+public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn, long Slot = 0);
 
 /// <summary>
 /// A token bucket per destination in PostgreSQL, so that a limit of P/s holds across all workers together, with a
@@ -70,7 +71,21 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         RETURNING g.granted, g.available - g.granted,
                   -- Window full: when its oldest slot leaves it.
                   CASE WHEN g.used + g.granted >= @window_limit AND g.oldest IS NOT NULL
-                       THEN GREATEST(0, (g.oldest + 101) / 100.0 - EXTRACT(EPOCH FROM g.at))::float8 ELSE 0 END
+                       THEN GREATEST(0, (g.oldest + 101) / 100.0 - EXTRACT(EPOCH FROM g.at))::float8 ELSE 0 END,
+                  g.slot
+        """;
+
+    // Permits granted and never spent, handed back: the bucket gets its tokens back (up to its capacity) and each
+    // grant's slot its count, if the slot is still in the window. Afterwards the bucket is as if they had never been
+    // granted, so every bound holds as before, for the permits actually spent.
+    private const string GiveBackSql = """
+        UPDATE rate_limit_buckets b
+        SET tokens = LEAST(@capacity, b.tokens + (SELECT sum(n) FROM unnest(@counts) AS r(n))),
+            window_counts = COALESCE((
+                SELECT array_agg(GREATEST(0, u.n - COALESCE(r.n, 0)) ORDER BY u.i)
+                FROM unnest(b.window_slots, b.window_counts) WITH ORDINALITY AS u(s, n, i)
+                LEFT JOIN unnest(@slots, @counts) AS r(s, n) ON r.s = u.s), '{}')
+        WHERE b.destination = @destination
         """;
 
     public async Task<RateLimitLease> TakeAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
@@ -89,10 +104,31 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         var granted = reader.GetInt32(0);
         var remaining = reader.GetDouble(1);
         var windowWait = reader.GetDouble(2);
+        var slot = reader.GetInt64(3);
         var next = granted > 0
             ? TimeSpan.Zero
             : TimeSpan.FromSeconds(Math.Max(Math.Max(0, 1 - remaining) / permitsPerSecond, windowWait));
-        return new RateLimitLease(granted, next);
+        return new RateLimitLease(granted, next, slot);
+    }
+
+    /// <summary>
+    /// Hands back permits that were granted and will never be spent (a lease's life ran out first):
+    /// <paramref name="counts"/>[i] of those granted in <paramref name="slots"/>[i] (distinct slots).
+    /// </summary>
+    public async Task GiveBackAsync(string destination, long[] slots, int[] counts, double capacity, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(slots);
+        ArgumentNullException.ThrowIfNull(counts);
+        if (slots.Length != counts.Length)
+            throw new ArgumentException("One count per slot.", nameof(counts));
+        if (slots.Length == 0)
+            return;
+        await using var cmd = dataSources.Relaxed.CreateCommand(GiveBackSql);
+        cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
+        cmd.Parameters.Add(new NpgsqlParameter<long[]>("slots", slots));
+        cmd.Parameters.Add(new NpgsqlParameter<int[]>("counts", counts));
+        cmd.Parameters.Add(new NpgsqlParameter<double>("capacity", capacity));
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Grants allowed in any 1-second window: the rate, rounded up (at least 1).</summary>

@@ -56,6 +56,11 @@ internal static class DispatcherMetrics
         "dispatcher_parked_total", "Requests handed back to the outbox by a destination policy, without an attempt.",
         new CounterConfiguration { LabelNames = ["destination", "reason"] });
 
+    public static readonly Counter RateLimitPermits = Metrics.CreateCounter(
+        "dispatcher_rate_limit_permits_total",
+        "Permits of the shared rate limit this worker leased (fate=leased), and of those the ones its lease's life ran out on before a call spent them (fate=unused).",
+        new CounterConfiguration { LabelNames = ["destination", "fate"] });
+
     public static readonly Counter Duplicates = Metrics.CreateCounter(
         "dispatcher_duplicates_total", "Requests acknowledged without a call because their RequestId was terminal or in progress.",
         new CounterConfiguration { LabelNames = ["destination"] });

@@ -1,5 +1,7 @@
 using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
+using Dispatcher.Worker.Observability;
+using Prometheus;
 
 namespace Dispatcher.Worker.Resilience;
 
@@ -7,8 +9,8 @@ namespace Dispatcher.Worker.Resilience;
 /// The worker's side of a destination's fleet-wide rate limit: takes small leases of permits from the shared
 /// bucket in PostgreSQL and spends them locally. A lease asks for what this worker's callers are waiting for, or
 /// for what its recent demand will spend within <see cref="LeaseLifetime"/> if that is more (at most
-/// <see cref="LeaseWorth"/> of the rate), and a leased permit not spent within <see cref="LeaseLifetime"/> is
-/// dropped, so permits are spent right after the bucket granted them: that is what keeps every 1-second window
+/// <see cref="LeaseWorth"/> of the rate), and a leased permit not spent within <see cref="LeaseLifetime"/> leaves the
+/// worker's hands (and goes back to the bucket), so permits are spent right after the bucket granted them: that is what keeps every 1-second window
 /// within about rate + burst across all workers. Leasing for the recent demand means a steady stream of requests
 /// pays one PostgreSQL round trip per lease rather than one per request.
 /// </summary>
@@ -21,13 +23,19 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(20);
     private readonly SemaphoreSlim _refill = new(1, 1);
     private readonly Lock _lock = new();
-    // Permits in hand come in at most two lots, each dropped when its own lifetime ends: the lease being spent and,
+    // Permits in hand come in at most two lots, each handed back when its own lifetime ends: the lease being spent and,
     // once it runs low, its top-up. (Adding a top-up to the lot in hand and restarting its life let a steady stream
     // pile up permits, since a top-up at half-life asks for a lifetime's demand every half lifetime.)
     private int _permits;
     private DateTimeOffset _expires;
+    private long _slot;
     private int _nextPermits;
     private DateTimeOffset _nextExpires;
+    private long _nextSlot;
+    // Permits whose lot's life ran out before a call spent them, by the window slot of their grant: handed back to the
+    // bucket in the background (under the lock; _givingBack is 1 while a hand-back runs).
+    private readonly Dictionary<long, int> _unspent = [];
+    private int _givingBack;
     private int _waiting;
     // Demand estimate: permits taken since the last lease, and the smoothed rate at which they were taken.
     private int _takenSinceLease;
@@ -39,6 +47,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private int _prefetching;
     private int _foregroundLeases;
     private int _leases;
+    private long _unused;
+    private long _leased;
+    private readonly Counter.Child _leasedMetric = DispatcherMetrics.RateLimitPermits.WithLabels(destination, "leased");
+    private readonly Counter.Child _unusedMetric = DispatcherMetrics.RateLimitPermits.WithLabels(destination, "unused");
 
     public double PermitsPerSecond => options.PermitsPerSecond;
 
@@ -47,6 +59,22 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     /// <summary>Leases taken from the shared bucket, waited for or topped up in the background.</summary>
     internal int Leases => Volatile.Read(ref _leases);
+
+    /// <summary>Leased permits whose lot's life ran out before a call spent them (handed back to the bucket).</summary>
+    internal long UnusedPermits => Interlocked.Read(ref _unused);
+
+    /// <summary>Permits granted to this worker by the shared bucket.</summary>
+    internal long LeasedPermits => Interlocked.Read(ref _leased);
+
+    /// <summary>True while unspent permits wait to be, or are being, handed back (for tests).</summary>
+    internal bool GivingBack
+    {
+        get
+        {
+            lock (_lock)
+                return _unspent.Count > 0 || Volatile.Read(ref _givingBack) == 1;
+        }
+    }
 
     /// <summary>Unexpired permits this worker holds (for tests).</summary>
     internal int PermitsInHand
@@ -71,7 +99,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     public async Task<TimeSpan?> TryAcquireAsync(TimeSpan maxWait, CancellationToken cancellationToken)
     {
         var deadline = time.GetUtcNow() + maxWait;
-        if (TryTakeLocal())
+        var taken = TryTakeLocal();
+        MaybeGiveBack();
+        if (taken)
         {
             MaybePrefetch();
             return null;
@@ -103,8 +133,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                     lock (_lock)
                     {
                         // Nothing usable was in hand (TryTakeLocal failed): this lease is the lot now.
-                        _permits = lease.Granted - 1;
-                        _expires = time.GetUtcNow() + LeaseLifetime;
+                        (_permits, _expires, _slot) = (lease.Granted - 1, time.GetUtcNow() + LeaseLifetime, lease.Slot);
                         _nextPermits = 0;
                         _takenSinceLease++;
                     }
@@ -129,6 +158,8 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, Math.Min(worth, Capacity));
         var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
         Interlocked.Increment(ref _leases);
+        Interlocked.Add(ref _leased, lease.Granted);
+        _leasedMetric.Inc(lease.Granted);
         lock (_lock)
         {
             _lastLeaseFull = lease.Granted == want;
@@ -175,10 +206,11 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                         var now = time.GetUtcNow();
                         Roll(now);
                         if (HasLot(now))
-                            (_nextPermits, _nextExpires) = (lease.Granted, now + LeaseLifetime);
+                            (_nextPermits, _nextExpires, _nextSlot) = (lease.Granted, now + LeaseLifetime, lease.Slot);
                         else
-                            (_permits, _expires) = (lease.Granted, now + LeaseLifetime);
+                            (_permits, _expires, _slot) = (lease.Granted, now + LeaseLifetime, lease.Slot);
                     }
+                    MaybeGiveBack();
                 }
             }
             finally
@@ -219,8 +251,73 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     {
         if (HasLot(now))
             return;
-        (_permits, _expires) = now < _nextExpires ? (_nextPermits, _nextExpires) : (0, _expires);
+        Unspent(_slot, _permits);
+        if (now < _nextExpires)
+        {
+            (_permits, _expires, _slot) = (_nextPermits, _nextExpires, _nextSlot);
+        }
+        else
+        {
+            Unspent(_nextSlot, _nextPermits);
+            _permits = 0;
+        }
         _nextPermits = 0;
+    }
+
+    /// <summary>Permits of a lot that ended unspent, to hand back. Under the lock.</summary>
+    private void Unspent(long slot, int permits)
+    {
+        if (permits <= 0)
+            return;
+        _unspent[slot] = _unspent.GetValueOrDefault(slot) + permits;
+        _unused += permits;
+        _unusedMetric.Inc(permits);
+    }
+
+    /// <summary>
+    /// Hands permits that ended unspent back to the shared bucket, in the background (one statement for all of them):
+    /// a lease sized for callers that then did not come (cancelled, or late on a busy machine) costs the fleet nothing.
+    /// </summary>
+    private void MaybeGiveBack()
+    {
+        lock (_lock)
+        {
+            if (_unspent.Count == 0)
+                return;
+        }
+        if (Interlocked.Exchange(ref _givingBack, 1) == 1)
+            return;
+        _ = GiveBackAsync();
+    }
+
+    private async Task GiveBackAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                long[] slots;
+                int[] counts;
+                lock (_lock)
+                {
+                    if (_unspent.Count == 0)
+                        return;
+                    slots = [.. _unspent.Keys];
+                    counts = [.. _unspent.Values];
+                    _unspent.Clear();
+                }
+                await store.GiveBackAsync(destination, slots, counts, Capacity, CancellationToken.None);
+            }
+        }
+#pragma warning disable CA1031 // Permits not handed back are only a little of the limit unused (as before there was a hand-back).
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            Volatile.Write(ref _givingBack, 0);
+        }
     }
 
     /// <summary>

@@ -41,6 +41,37 @@ public sealed class RateLimitStoreTests(ServicesFixture services)
     }
 
     [Fact]
+    public async Task Permits_given_back_can_be_granted_again_within_the_same_second()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new RateLimitStore(dataSources);
+        const string destination = "partner";
+        const double rate = 50;
+        const double capacity = 200;
+        await store.TakeAsync(destination, 1, rate, capacity, CancellationToken.None); // creates the (empty) bucket
+        await using (var connection = new NpgsqlConnection(postgres))
+        {
+            await connection.OpenAsync();
+            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 200, updated_at = clock_timestamp()", connection);
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        var first = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
+        var second = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
+        Assert.Equal((30, 20), (first.Granted, second.Granted)); // the window (50 in any second) is full
+        Assert.Equal(0, (await store.TakeAsync(destination, 1, rate, capacity, CancellationToken.None)).Granted);
+
+        // 25 of the first grant and 15 of the second never spent: the window holds 10, so 40 may go now.
+        var given = first.Slot == second.Slot
+            ? (Slots: new[] { first.Slot }, Counts: new[] { 40 })
+            : (Slots: new[] { first.Slot, second.Slot }, Counts: new[] { 25, 15 });
+        await store.GiveBackAsync(destination, given.Slots, given.Counts, capacity, CancellationToken.None);
+        var again = await store.TakeAsync(destination, 50, rate, capacity, CancellationToken.None);
+        Assert.Equal(40, again.Granted);
+    }
+
+    [Fact]
     public void The_window_holds_the_rate_rounded_up()
     {
         Assert.Equal(200, RateLimitStore.WindowLimit(200));
