@@ -6,7 +6,8 @@ namespace Dispatcher.Persistence.RateLimiting;
 /// <param name="Granted">Permits now owned by the caller (0 when the bucket is empty).</param>
 /// <param name="NextPermitIn">When none was granted: how long until the bucket holds one again.</param>
 /// <param name="Slot">The window slot the grant was recorded in (what <see cref="RateLimitStore.GiveBackAsync"/> takes back).</param>
-public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn, long Slot = 0);
+/// <param name="Room">After the grant: how many more the bucket could grant at once (its whole tokens and the window's room, whichever is fewer).</param>
+public readonly record struct RateLimitLease(int Granted, TimeSpan NextPermitIn, long Slot = 0, double Room = 0);
 
 /// <summary>
 /// A token bucket per destination in PostgreSQL, so that a limit of P/s holds across all workers together, with a
@@ -72,7 +73,8 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
                   -- Window full: when its oldest slot leaves it.
                   CASE WHEN g.used + g.granted >= @window_limit AND g.oldest IS NOT NULL
                        THEN GREATEST(0, (g.oldest + 101) / 100.0 - EXTRACT(EPOCH FROM g.at))::float8 ELSE 0 END,
-                  g.slot
+                  g.slot,
+                  GREATEST(0, LEAST(floor(g.available - g.granted), @window_limit - g.used - g.granted))::float8
         """;
 
     // Permits granted and never spent, handed back: the bucket gets its tokens back (up to its capacity) and each
@@ -105,10 +107,11 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
         var remaining = reader.GetDouble(1);
         var windowWait = reader.GetDouble(2);
         var slot = reader.GetInt64(3);
+        var room = reader.GetDouble(4);
         var next = granted > 0
             ? TimeSpan.Zero
             : TimeSpan.FromSeconds(Math.Max(Math.Max(0, 1 - remaining) / permitsPerSecond, windowWait));
-        return new RateLimitLease(granted, next, slot);
+        return new RateLimitLease(granted, next, slot, room);
     }
 
     /// <summary>

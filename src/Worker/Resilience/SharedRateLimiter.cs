@@ -36,6 +36,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     // bucket in the background (under the lock; _givingBack is 1 while a hand-back runs).
     private readonly Dictionary<long, int> _unspent = [];
     private int _givingBack;
+    private long _givenBack;
+    // What the bucket could still grant at once after the last lease: plenty (a lease's worth or more) means nobody
+    // is short of permits, and unspent ones need no statement to hand them back.
+    private double _lastRoom;
     private int _waiting;
     // Demand estimate: permits taken since the last lease, and the smoothed rate at which they were taken.
     private int _takenSinceLease;
@@ -60,8 +64,11 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// <summary>Leases taken from the shared bucket, waited for or topped up in the background.</summary>
     internal int Leases => Volatile.Read(ref _leases);
 
-    /// <summary>Leased permits whose lot's life ran out before a call spent them (handed back to the bucket).</summary>
+    /// <summary>Leased permits whose lot's life ran out before a call spent them.</summary>
     internal long UnusedPermits => Interlocked.Read(ref _unused);
+
+    /// <summary>Unspent permits handed back to the bucket (those that ended while it was short of permits).</summary>
+    internal long GivenBackPermits => Interlocked.Read(ref _givenBack);
 
     /// <summary>Permits granted to this worker by the shared bucket.</summary>
     internal long LeasedPermits => Interlocked.Read(ref _leased);
@@ -88,6 +95,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             }
         }
     }
+
+    /// <summary>The most a lease asks for: <see cref="LeaseWorth"/> of the rate, at most the bucket's capacity.</summary>
+    private double LargestLease => Math.Min(Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds)), Capacity);
 
     /// <summary>Bucket capacity: Burst, or one second's worth when Burst is 0.</summary>
     public double Capacity => options.Burst > 0 ? options.Burst : Math.Max(1, options.PermitsPerSecond);
@@ -153,9 +163,8 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     private async Task<RateLimitLease> LeaseAsync(int waiting, CancellationToken cancellationToken)
     {
-        var worth = Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds));
         var demand = Math.Ceiling(EstimateDemand() * LeaseLifetime.TotalSeconds);
-        var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, Math.Min(worth, Capacity));
+        var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, LargestLease);
         var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
         Interlocked.Increment(ref _leases);
         Interlocked.Add(ref _leased, lease.Granted);
@@ -164,6 +173,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         {
             _lastLeaseFull = lease.Granted == want;
             _lastLeaseSize = want;
+            _lastRoom = lease.Room;
         }
         return lease;
     }
@@ -264,14 +274,20 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         _nextPermits = 0;
     }
 
-    /// <summary>Permits of a lot that ended unspent, to hand back. Under the lock.</summary>
+    /// <summary>
+    /// Permits of a lot that ended unspent: handed back if the bucket was short of permits at the last lease (else it
+    /// has plenty, and they would cost a statement for nothing). Under the lock.
+    /// </summary>
     private void Unspent(long slot, int permits)
     {
         if (permits <= 0)
             return;
-        _unspent[slot] = _unspent.GetValueOrDefault(slot) + permits;
         _unused += permits;
         _unusedMetric.Inc(permits);
+        if (_lastRoom >= LargestLease)
+            return;
+        _unspent[slot] = _unspent.GetValueOrDefault(slot) + permits;
+        _givenBack += permits;
     }
 
     /// <summary>

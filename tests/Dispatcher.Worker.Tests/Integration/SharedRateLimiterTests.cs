@@ -78,7 +78,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
     }
 
     [Fact]
-    public async Task Permits_a_lease_did_not_spend_go_back_to_the_bucket()
+    public async Task Permits_a_lease_did_not_spend_go_back_to_a_bucket_short_of_permits()
     {
         var postgres = await services.CreateDatabaseAsync();
         await using var dataSources = new DispatcherDataSources(postgres);
@@ -86,12 +86,13 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         var destination = $"d{Guid.NewGuid():N}";
         // The lease's life runs on a fake clock; the bucket, on the database's.
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 100 }, store, time);
-        await store.TakeAsync(destination, 0, 1000, 100, CancellationToken.None); // creates the bucket, then fill it
+        // Burst 12: the bucket never holds more than 12 permits, so after a lease of 10 it is short (at most 2 left).
+        var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 12 }, store, time);
+        await store.TakeAsync(destination, 0, 1000, 12, CancellationToken.None); // creates the bucket, then fill it
         await using (var connection = new NpgsqlConnection(postgres))
         {
             await connection.OpenAsync();
-            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 100, updated_at = clock_timestamp()", connection);
+            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 12, updated_at = clock_timestamp()", connection);
             await fill.ExecuteNonQueryAsync();
         }
 
@@ -108,6 +109,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         time.Advance(TimeSpan.FromMilliseconds(25));
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         Assert.Equal(7, limiter.UnusedPermits);
+        Assert.Equal(7, limiter.GivenBackPermits);
         await Eventually.TrueAsync(() => !limiter.GivingBack, TimeSpan.FromSeconds(10), "the unspent permits handed back");
 
         // The window of the bucket holds exactly what was spent (this all ran well within its second).
@@ -115,6 +117,35 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         await read.OpenAsync();
         await using var sum = new NpgsqlCommand("SELECT (SELECT coalesce(sum(n), 0) FROM unnest(window_counts) AS n)::int FROM rate_limit_buckets", read);
         var inWindow = (int)(await sum.ExecuteScalarAsync())!;
-        Assert.Equal(limiter.LeasedPermits - limiter.UnusedPermits, inWindow);
+        Assert.Equal(limiter.LeasedPermits - limiter.GivenBackPermits, inWindow);
+    }
+
+    [Fact]
+    public async Task A_bucket_with_permits_to_spare_gets_no_statement_for_unspent_ones()
+    {
+        await using var dataSources = new DispatcherDataSources(await services.CreateDatabaseAsync());
+        var store = new RateLimitStore(dataSources);
+        var destination = $"d{Guid.NewGuid():N}";
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        // 1,000/s with a burst of 1,000, and 11 permits asked for: after each lease the bucket could grant far more
+        // than a lease's worth, so nobody is short and the unspent permits are only counted.
+        var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
+        await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
+        await using (var connection = new NpgsqlConnection(dataSources.Durable.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 1000, updated_at = clock_timestamp()", connection);
+            await fill.ExecuteNonQueryAsync();
+        }
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        for (var i = 0; i < 3; i++)
+            Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        time.Advance(TimeSpan.FromMilliseconds(25));
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+
+        Assert.Equal(7, limiter.UnusedPermits);
+        Assert.Equal(0, limiter.GivenBackPermits);
+        Assert.False(limiter.GivingBack);
     }
 }
