@@ -49,6 +49,45 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task A_destination_whose_calls_are_quick_sends_its_overflow_back_sooner_than_a_hanging_one_would()
+    {
+        // AttemptTimeout 30 s: a hanging destination frees its slots only as attempts time out, so until a call was
+        // timed the first return is the longest park delay, 5 s (a quarter of the timeout, at most 5 s).
+        var untimed = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        using (Fill(untimed))
+            Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(untimed, 1)[0]);
+
+        // Calls of 10 ms: four calls' time is 40 ms, so the floor of 0.5 s.
+        var quick = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        await Call(quick, TimeSpan.FromMilliseconds(10));
+        using (Fill(quick))
+            Assert.Equal(Floor, HoldBacks(quick, 1)[0]);
+
+        // Calls of 1 s: four of them, 4 s.
+        var slow = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        await Call(slow, TimeSpan.FromSeconds(1));
+        using (Fill(slow))
+            Assert.Equal(TimeSpan.FromSeconds(4), HoldBacks(slow, 1)[0]);
+
+        // Calls of 10 ms, but a rate limit of 2/s: the cap's worth (1) passes in 0.5 s at that pace, so 2 s.
+        var limited = Policy(permitsPerSecond: 2, attemptTimeout: TimeSpan.FromSeconds(30));
+        await Call(limited, TimeSpan.FromMilliseconds(10));
+        using (Fill(limited))
+            Assert.Equal(TimeSpan.FromSeconds(2), HoldBacks(limited, 1)[0]);
+    }
+
+    private async Task Call(DestinationPolicy policy, TimeSpan duration)
+    {
+        var ran = await policy.ExecuteAsync(_ =>
+        {
+            _time.Advance(duration);
+            return Task.FromResult(Ok());
+        }, CancellationToken.None);
+        Assert.NotNull(ran.Outcome);
+        Assert.Equal(duration, policy.CallDuration);
+    }
+
+    [Fact]
     public void A_backlog_longer_than_the_longest_return_waits_in_line_at_that_distance()
     {
         var policy = Policy(permitsPerSecond: 1); // 1.25/s: one return every 800 ms
@@ -175,12 +214,12 @@ public sealed class DestinationPolicyTests
         Assert.Equal(100, policy.ExpectedPace);
     }
 
-    private DestinationPolicy Policy(double permitsPerSecond, int maxConcurrency = 1) =>
+    private DestinationPolicy Policy(double permitsPerSecond, int maxConcurrency = 1, TimeSpan? attemptTimeout = null) =>
         new("policy-test", new DestinationOptions
         {
             BaseUrl = new Uri("http://127.0.0.1:1/"),
             MaxConcurrency = maxConcurrency,
-            AttemptTimeout = TimeSpan.FromSeconds(2),
+            AttemptTimeout = attemptTimeout ?? TimeSpan.FromSeconds(2),
             RateLimit = new RateLimitOptions { PermitsPerSecond = permitsPerSecond },
             CircuitBreaker = new CircuitBreakerOptions
             {
