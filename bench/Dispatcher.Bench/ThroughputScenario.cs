@@ -141,7 +141,7 @@ internal static class ThroughputScenario
 
     /// <summary>Messages per second between the 10 % and the 90 % completions (Stopwatch timestamps).</summary>
     private static double Steady(int count, long at10, long at90) =>
-        (count * 0.8) / Math.Max(1e-9, Stopwatch.GetElapsedTime(at10, at90).TotalSeconds);
+        at10 == 0 || at90 <= at10 ? double.NaN : (count * 0.8) / Stopwatch.GetElapsedTime(at10, at90).TotalSeconds;
 
     private static async Task<(Measurement.Result Consume, Measurement.Result Send, double Steady)> BareAsync(BenchEnvironment env, int count)
     {
@@ -230,6 +230,8 @@ internal static class ThroughputScenario
                 at90 = Stopwatch.GetTimestamp();
         }
         var result = measurement.Stop(count);
+        var end = Stopwatch.GetTimestamp();
+        (at1, at10, at90) = (at1 == 0 ? end : at1, at10 == 0 ? end : at10, at90 == 0 ? end : at90); // passed between the last poll and the end
         var timeline = $"host started {Stopwatch.GetElapsedTime(t0, tStarted).TotalSeconds:0.00} s, first completion {Stopwatch.GetElapsedTime(t0, at1).TotalSeconds:0.00} s, " +
             $"10 % {Stopwatch.GetElapsedTime(t0, at10).TotalSeconds:0.00} s, 90 % {Stopwatch.GetElapsedTime(t0, at90).TotalSeconds:0.00} s, all {result.Wall.TotalSeconds:0.00} s; " +
             $"parked at the destination's cap {DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value:N0}";

@@ -49,7 +49,8 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
             SELECT cur.at, cur.slot, cur.available, x.slots, x.counts, COALESCE(x.used, 0)::int AS used, x.oldest
             FROM cur, LATERAL (
                 SELECT array_agg(u.s ORDER BY u.s) AS slots, array_agg(u.n ORDER BY u.s) AS counts,
-                       sum(u.n) AS used, min(u.s) AS oldest
+                       -- A slot handed back to 0 frees nothing when it leaves: the oldest that counts has grants.
+                       sum(u.n) AS used, min(u.s) FILTER (WHERE u.n > 0) AS oldest
                 FROM unnest(cur.window_slots, cur.window_counts) AS u(s, n)
                 WHERE u.s > cur.slot - 101
             ) x
@@ -77,16 +78,19 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
                   GREATEST(0, LEAST(floor(g.available - g.granted), @window_limit - g.used - g.granted))::float8
         """;
 
-    // Permits granted and never spent, handed back: the bucket gets its tokens back (up to its capacity) and each
-    // grant's slot its count, if the slot is still in the window. Afterwards the bucket is as if they had never been
-    // granted, so every bound holds as before, for the permits actually spent.
+    // Permits granted and never spent, handed back: the bucket gets its tokens back (never above its capacity) and
+    // each grant's slot its count, if the slot is still in the window. Afterwards the bucket is as if they had never
+    // been granted, so every bound holds as before, for the permits actually spent.
     private const string GiveBackSql = """
+        WITH r AS (
+            SELECT r.s, sum(r.n)::int AS n FROM unnest(@slots, @counts) AS r(s, n) GROUP BY r.s
+        )
         UPDATE rate_limit_buckets b
-        SET tokens = LEAST(@capacity, b.tokens + (SELECT sum(n) FROM unnest(@counts) AS r(n))),
+        SET tokens = LEAST(@capacity, b.tokens + (SELECT COALESCE(sum(r.n), 0) FROM r)),
             window_counts = COALESCE((
                 SELECT array_agg(GREATEST(0, u.n - COALESCE(r.n, 0)) ORDER BY u.i)
                 FROM unnest(b.window_slots, b.window_counts) WITH ORDINALITY AS u(s, n, i)
-                LEFT JOIN unnest(@slots, @counts) AS r(s, n) ON r.s = u.s), '{}')
+                LEFT JOIN r ON r.s = u.s), '{}')
         WHERE b.destination = @destination
         """;
 
@@ -116,7 +120,7 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
 
     /// <summary>
     /// Hands back permits that were granted and will never be spent (a lease's life ran out first):
-    /// <paramref name="counts"/>[i] of those granted in <paramref name="slots"/>[i] (distinct slots).
+    /// <paramref name="counts"/>[i] of those granted in <paramref name="slots"/>[i].
     /// </summary>
     public async Task GiveBackAsync(string destination, long[] slots, int[] counts, double capacity, CancellationToken cancellationToken)
     {

@@ -49,6 +49,7 @@ internal sealed class DestinationPolicy
     private long _capLine;
     private long _breakerLine;
     private long _callTicksAverage;
+    private long _lastCallEndTicks;
     private int _fleetWorkers = 1;
 
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
@@ -282,6 +283,7 @@ internal sealed class DestinationPolicy
         var average = Volatile.Read(ref _callTicksAverage);
         var ticks = Math.Max(1, duration.Ticks);
         Volatile.Write(ref _callTicksAverage, average == 0 ? ticks : average + (ticks - average) / 8);
+        Volatile.Write(ref _lastCallEndTicks, _time.GetUtcNow().UtcTicks);
     }
 
     /// <summary>The shortest a request waits or stays parked at the cap: a park (claim, commit, outbox row, resend) is not free.</summary>
@@ -296,17 +298,21 @@ internal sealed class DestinationPolicy
     /// <summary>
     /// How long a request at the cap waits in the queue, or stays parked, before it comes back: four times what the
     /// cap's worth of requests takes to pass at the destination's expected pace (a full queue empties in about two),
-    /// within 0.5 s and <see cref="LongestParkDelay"/>; the longest before any call was timed. A destination whose
-    /// calls are quick and unthrottled (momentarily full: a burst, a pause of the machine) sends its overflow back in
-    /// 0.5 s, not in the 5 s a hanging one needs: the throughput bench's 246-290 parks at the cap, of 20,000 instant
-    /// calls, made a tail of 5 s after 90 % of them were done. A rate-limited one counts its pace, not its calls.
+    /// within 0.5 s and <see cref="LongestParkDelay"/>. A destination whose calls are quick and unthrottled
+    /// (momentarily full: a burst, a pause of the machine) sends its overflow back in 0.5 s, not in the 5 s a hanging
+    /// one needs: the throughput bench's 246-290 parks at the cap, of 20,000 instant calls, made a tail of 5 s after
+    /// 90 % of them were done. A rate-limited one counts its pace, not its calls. The longest before any call was
+    /// timed, and when no call has ended for longer than the delay itself: a destination that was quick and started
+    /// hanging still has a quick average until its calls time out.
     /// </summary>
     private TimeSpan ConcurrencyParkDelay()
     {
-        var longest = LongestParkDelay.Ticks;
+        var longest = LongestParkDelay;
         if (CallDuration <= TimeSpan.Zero)
-            return TimeSpan.FromTicks(longest);
-        var pass = TimeSpan.FromSeconds(_options.MaxConcurrency / ExpectedPace).Ticks;
-        return TimeSpan.FromTicks(Math.Clamp(Math.Min(pass, longest) * 4, ShortestParkDelay.Ticks, longest));
+            return longest;
+        var seconds = Math.Clamp(4 * _options.MaxConcurrency / ExpectedPace, ShortestParkDelay.TotalSeconds, longest.TotalSeconds);
+        var delay = TimeSpan.FromSeconds(seconds);
+        var sinceLastCall = _time.GetUtcNow().UtcTicks - Volatile.Read(ref _lastCallEndTicks);
+        return sinceLastCall > delay.Ticks ? longest : delay;
     }
 }

@@ -67,7 +67,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// <summary>Leased permits whose lot's life ran out before a call spent them.</summary>
     internal long UnusedPermits => Interlocked.Read(ref _unused);
 
-    /// <summary>Unspent permits handed back to the bucket (those that ended while it was short of permits).</summary>
+    /// <summary>Unspent permits handed back to the bucket (those that ended while it was short of permits), once its statement ran.</summary>
     internal long GivenBackPermits => Interlocked.Read(ref _givenBack);
 
     /// <summary>Permits granted to this worker by the shared bucket.</summary>
@@ -79,7 +79,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         get
         {
             lock (_lock)
-                return _unspent.Count > 0 || Volatile.Read(ref _givingBack) == 1;
+                return _unspent.Count > 0 || _givingBack == 1;
         }
     }
 
@@ -134,7 +134,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             await _refill.WaitAsync(cancellationToken);
             try
             {
-                if (TryTakeLocal())
+                var taken = TryTakeLocal();
+                MaybeGiveBack();
+                if (taken)
                     return null;
                 Interlocked.Increment(ref _foregroundLeases);
                 var lease = await LeaseAsync(Volatile.Read(ref _waiting), cancellationToken);
@@ -287,7 +289,6 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         if (_lastRoom >= LargestLease)
             return;
         _unspent[slot] = _unspent.GetValueOrDefault(slot) + permits;
-        _givenBack += permits;
     }
 
     /// <summary>
@@ -298,11 +299,12 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     {
         lock (_lock)
         {
-            if (_unspent.Count == 0)
+            // The flag is set and cleared under the lock, with the queue in view: a lot queued while a hand-back
+            // finds the queue empty and ends is then either seen by it or starts the next one.
+            if (_unspent.Count == 0 || _givingBack == 1)
                 return;
+            _givingBack = 1;
         }
-        if (Interlocked.Exchange(ref _givingBack, 1) == 1)
-            return;
         _ = GiveBackAsync();
     }
 
@@ -317,22 +319,25 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 lock (_lock)
                 {
                     if (_unspent.Count == 0)
+                    {
+                        _givingBack = 0;
                         return;
+                    }
                     slots = [.. _unspent.Keys];
                     counts = [.. _unspent.Values];
                     _unspent.Clear();
                 }
                 await store.GiveBackAsync(destination, slots, counts, Capacity, CancellationToken.None);
+                Interlocked.Add(ref _givenBack, counts.Sum());
             }
         }
 #pragma warning disable CA1031 // Permits not handed back are only a little of the limit unused (as before there was a hand-back).
         catch (Exception)
 #pragma warning restore CA1031
         {
-        }
-        finally
-        {
-            Volatile.Write(ref _givingBack, 0);
+            // What failed is not retried; the next lot that ends unspent starts a new hand-back.
+            lock (_lock)
+                _givingBack = 0;
         }
     }
 

@@ -60,8 +60,8 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // 32 callers asking as fast as they can for 2 s (after a first permit: connections open, code warm): the
         // bucket allows 100/s + its burst of 5, and never more. Callers get 217-218 of the 221-223 permitted (measured
         // three times). Before the test project raised the thread pool's minimum, the test host starved its pool for
-        // 0.5-0.9 s at a time (a 7-ms Task.Delay took 835 ms) and this gave 124-168: the lower bound, 70 % of the
-        // rate, catches a limiter that stalls or wastes permits.
+        // 0.5-0.9 s at a time (a 7-ms Task.Delay took 835 ms) and this gave 124-168: the lower bound, 60 % of the
+        // rate, catches a limiter that stalls or wastes permits (it leaves room for a slow CI machine).
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.FromSeconds(1), CancellationToken.None));
         var clock = Stopwatch.StartNew();
         var granted = 0;
@@ -74,7 +74,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
             }
         }));
         var seconds = clock.Elapsed.TotalSeconds;
-        Assert.InRange(granted, 0.7 * 100 * 2, (100 * seconds) + 5);
+        Assert.InRange(granted, 0.6 * 100 * 2, (100 * seconds) + 5);
     }
 
     [Fact]
@@ -96,6 +96,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
             await fill.ExecuteNonQueryAsync();
         }
 
+        var clock = Stopwatch.StartNew();
         // A permit, and 1 ms later another: the demand looks like 1,000/s, so the second lease is sized for its
         // 20 ms life (10 permits, smoothed) and 9 are left in hand after it; two more callers take 2 of them.
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
@@ -109,21 +110,26 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         time.Advance(TimeSpan.FromMilliseconds(25));
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         Assert.Equal(7, limiter.UnusedPermits);
-        Assert.Equal(7, limiter.GivenBackPermits);
         await Eventually.TrueAsync(() => !limiter.GivingBack, TimeSpan.FromSeconds(10), "the unspent permits handed back");
+        Assert.Equal(7, limiter.GivenBackPermits);
 
-        // The window of the bucket holds exactly what was spent (this all ran well within its second).
+        // The window of the bucket holds exactly what was spent, when all of it ran within the window's second (a few
+        // milliseconds, unless the machine stalled; then grants may have left the window, and it holds no more).
         await using var read = new NpgsqlConnection(postgres);
         await read.OpenAsync();
         await using var sum = new NpgsqlCommand("SELECT (SELECT coalesce(sum(n), 0) FROM unnest(window_counts) AS n)::int FROM rate_limit_buckets", read);
         var inWindow = (int)(await sum.ExecuteScalarAsync())!;
-        Assert.Equal(limiter.LeasedPermits - limiter.GivenBackPermits, inWindow);
+        if (clock.Elapsed < TimeSpan.FromSeconds(0.9))
+            Assert.Equal(limiter.LeasedPermits - limiter.GivenBackPermits, inWindow);
+        else
+            Assert.InRange(inWindow, 0, limiter.LeasedPermits - limiter.GivenBackPermits);
     }
 
     [Fact]
     public async Task A_bucket_with_permits_to_spare_gets_no_statement_for_unspent_ones()
     {
-        await using var dataSources = new DispatcherDataSources(await services.CreateDatabaseAsync());
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
         var store = new RateLimitStore(dataSources);
         var destination = $"d{Guid.NewGuid():N}";
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
@@ -131,7 +137,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // than a lease's worth, so nobody is short and the unspent permits are only counted.
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
         await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
-        await using (var connection = new NpgsqlConnection(dataSources.Durable.ConnectionString))
+        await using (var connection = new NpgsqlConnection(postgres))
         {
             await connection.OpenAsync();
             await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 1000, updated_at = clock_timestamp()", connection);

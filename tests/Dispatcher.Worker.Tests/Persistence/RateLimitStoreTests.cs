@@ -49,7 +49,7 @@ public sealed class RateLimitStoreTests(ServicesFixture services)
         const string destination = "partner";
         const double rate = 50;
         const double capacity = 200;
-        await store.TakeAsync(destination, 1, rate, capacity, CancellationToken.None); // creates the (empty) bucket
+        await store.TakeAsync(destination, 0, rate, capacity, CancellationToken.None); // creates the bucket, then fill it
         await using (var connection = new NpgsqlConnection(postgres))
         {
             await connection.OpenAsync();

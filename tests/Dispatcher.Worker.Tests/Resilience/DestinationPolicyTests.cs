@@ -74,6 +74,14 @@ public sealed class DestinationPolicyTests
         await Call(limited, TimeSpan.FromMilliseconds(10));
         using (Fill(limited))
             Assert.Equal(TimeSpan.FromSeconds(2), HoldBacks(limited, 1)[0]);
+
+        // Quick calls, then none for a second (longer than the 0.5 s it would give): it may have started hanging,
+        // and its average still says quick: the longest again.
+        var stalled = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        await Call(stalled, TimeSpan.FromMilliseconds(10));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        using (Fill(stalled))
+            Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(stalled, 1)[0]);
     }
 
     private async Task Call(DestinationPolicy policy, TimeSpan duration)
