@@ -89,12 +89,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // Burst 12: the bucket never holds more than 12 permits, so after a lease of 10 it is short (at most 2 left).
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 12 }, store, time);
         await store.TakeAsync(destination, 0, 1000, 12, CancellationToken.None); // creates the bucket, then fill it
-        await using (var connection = new NpgsqlConnection(postgres))
-        {
-            await connection.OpenAsync();
-            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 12, updated_at = clock_timestamp()", connection);
-            await fill.ExecuteNonQueryAsync();
-        }
+        await Buckets.FillAsync(postgres, 12);
 
         var clock = Stopwatch.StartNew();
         // A permit, and 1 ms later another: the demand looks like 1,000/s, so the second lease is sized for its
@@ -137,12 +132,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // than a lease's worth, so nobody is short and the unspent permits are only counted.
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
         await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
-        await using (var connection = new NpgsqlConnection(postgres))
-        {
-            await connection.OpenAsync();
-            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 1000, updated_at = clock_timestamp()", connection);
-            await fill.ExecuteNonQueryAsync();
-        }
+        await Buckets.FillAsync(postgres, 1000);
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         time.Advance(TimeSpan.FromMilliseconds(1));
         for (var i = 0; i < 3; i++)

@@ -19,12 +19,7 @@ public sealed class RateLimitStoreTests(ServicesFixture services)
         const double capacity = 200; // Burst 200: a token bucket alone would allow 250 in a second
 
         Assert.Equal(0, (await store.TakeAsync(destination, 1, rate, capacity, CancellationToken.None)).Granted); // a new bucket starts empty
-        await using (var connection = new NpgsqlConnection(postgres))
-        {
-            await connection.OpenAsync();
-            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 200, updated_at = clock_timestamp()", connection);
-            await fill.ExecuteNonQueryAsync();
-        }
+        await Buckets.FillAsync(postgres, 200);
 
         // 200 tokens in the bucket, but the window allows 50 within any second.
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -50,12 +45,7 @@ public sealed class RateLimitStoreTests(ServicesFixture services)
         const double rate = 50;
         const double capacity = 200;
         await store.TakeAsync(destination, 0, rate, capacity, CancellationToken.None); // creates the bucket, then fill it
-        await using (var connection = new NpgsqlConnection(postgres))
-        {
-            await connection.OpenAsync();
-            await using var fill = new NpgsqlCommand("UPDATE rate_limit_buckets SET tokens = 200, updated_at = clock_timestamp()", connection);
-            await fill.ExecuteNonQueryAsync();
-        }
+        await Buckets.FillAsync(postgres, 200);
 
         var first = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
         var second = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
