@@ -49,7 +49,7 @@ internal sealed class DestinationPolicy
     private long _capLine;
     private long _breakerLine;
     private long _callTicksAverage;
-    private long _lastCallEndTicks;
+    private long _lastCallEnded; // TimeProvider timestamp
     private int _fleetWorkers = 1;
 
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
@@ -132,15 +132,13 @@ internal sealed class DestinationPolicy
     /// destination's own answers, not from how many calls the worker happened to start (a measure that falls while
     /// the worker is busy sending a backlog back, and would slow the returns it paces further).
     /// </summary>
-    public double ExpectedPace
-    {
-        get
-        {
-            var pace = _options.RateLimit.PermitsPerSecond / FleetWorkers;
-            var call = CallDuration;
-            return call > TimeSpan.Zero ? Math.Min(pace, _options.MaxConcurrency / call.TotalSeconds) : pace;
-        }
-    }
+    public double ExpectedPace => Math.Min(RatePace, CallPace);
+
+    /// <summary>This worker's share of the rate limit, per second.</summary>
+    private double RatePace => _options.RateLimit.PermitsPerSecond / FleetWorkers;
+
+    /// <summary>What the cap carries at the calls' smoothed duration, per second (unbounded before the first call).</summary>
+    private double CallPace => CallDuration is { Ticks: > 0 } call ? _options.MaxConcurrency / call.TotalSeconds : double.PositiveInfinity;
 
     /// <summary>The longest a claimed request may wait before its call: a slot in the queue, then a rate permit.</summary>
     public TimeSpan LongestWaitBeforeCall => LongestParkDelay + MaxPermitWait;
@@ -233,7 +231,7 @@ internal sealed class DestinationPolicy
                 static async (attempt, ct) => await attempt(ct),
                 attempt,
                 cancellationToken);
-            RecordCall(_time.GetElapsedTime(started));
+            RecordCall(started, _time.GetTimestamp());
             return PolicyResult.Ran(outcome);
         }
         catch (BrokenCircuitException ex)
@@ -278,16 +276,16 @@ internal sealed class DestinationPolicy
     }
 
     // Exponentially smoothed (1/8 per call); concurrent updates may drop a sample, which an average can spare.
-    private void RecordCall(TimeSpan duration)
+    private void RecordCall(long started, long ended)
     {
         var average = Volatile.Read(ref _callTicksAverage);
-        var ticks = Math.Max(1, duration.Ticks);
+        var ticks = Math.Max(1, _time.GetElapsedTime(started, ended).Ticks);
         Volatile.Write(ref _callTicksAverage, average == 0 ? ticks : average + (ticks - average) / 8);
-        Volatile.Write(ref _lastCallEndTicks, _time.GetUtcNow().UtcTicks);
+        Volatile.Write(ref _lastCallEnded, ended);
     }
 
     /// <summary>The shortest a request waits or stays parked at the cap: a park (claim, commit, outbox row, resend) is not free.</summary>
-    internal static readonly TimeSpan ShortestParkDelay = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan ShortestParkDelay = TimeSpan.FromMilliseconds(500);
 
     // A destination at its cap frees a slot within about one attempt (or one permit wait); coming back much sooner
     // only costs a park again. At most a quarter of the attempt timeout, 0.5 s to 5 s: what a hanging destination's
@@ -309,13 +307,11 @@ internal sealed class DestinationPolicy
     private TimeSpan ConcurrencyParkDelay()
     {
         var longest = LongestParkDelay;
-        var call = CallDuration;
-        // Paced by its rate limit, a destination's backlog drains at that rate whatever comes back: sooner only churns.
-        if (call <= TimeSpan.Zero || _options.MaxConcurrency / call.TotalSeconds >= _options.RateLimit.PermitsPerSecond / FleetWorkers)
+        // Not yet timed (an infinite pace), or paced by its rate limit: its backlog drains at that rate whatever comes
+        // back, and sooner only churns.
+        if (CallPace >= RatePace)
             return longest;
-        var seconds = Math.Clamp(4 * call.TotalSeconds, ShortestParkDelay.TotalSeconds, longest.TotalSeconds);
-        var delay = TimeSpan.FromSeconds(seconds);
-        var sinceLastCall = _time.GetUtcNow().UtcTicks - Volatile.Read(ref _lastCallEndTicks);
-        return sinceLastCall > delay.Ticks ? longest : delay;
+        var delay = TimeSpan.FromSeconds(Math.Clamp(4 * CallDuration.TotalSeconds, ShortestParkDelay.TotalSeconds, longest.TotalSeconds));
+        return _time.GetElapsedTime(Volatile.Read(ref _lastCallEnded)) > delay ? longest : delay;
     }
 }

@@ -109,9 +109,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     public async Task<TimeSpan?> TryAcquireAsync(TimeSpan maxWait, CancellationToken cancellationToken)
     {
         var deadline = time.GetUtcNow() + maxWait;
-        var taken = TryTakeLocal();
-        MaybeGiveBack();
-        if (taken)
+        if (TryTakeLocal())
         {
             MaybePrefetch();
             return null;
@@ -134,9 +132,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             await _refill.WaitAsync(cancellationToken);
             try
             {
-                var taken = TryTakeLocal();
-                MaybeGiveBack();
-                if (taken)
+                if (TryTakeLocal())
                     return null;
                 Interlocked.Increment(ref _foregroundLeases);
                 var lease = await LeaseAsync(Volatile.Read(ref _waiting), cancellationToken);
@@ -213,16 +209,19 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 var lease = await LeaseAsync(0, CancellationToken.None);
                 if (lease.Granted > 0)
                 {
+                    bool giveBack;
                     lock (_lock)
                     {
                         var now = time.GetUtcNow();
                         Roll(now);
+                        giveBack = ClaimGiveBack();
                         if (HasLot(now))
                             (_nextPermits, _nextExpires, _nextSlot) = (lease.Granted, now + LeaseLifetime, lease.Slot);
                         else
                             (_permits, _expires, _slot) = (lease.Granted, now + LeaseLifetime, lease.Slot);
                     }
-                    MaybeGiveBack();
+                    if (giveBack)
+                        _ = GiveBackAsync();
                 }
             }
             finally
@@ -243,16 +242,22 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     private bool TryTakeLocal()
     {
+        bool taken, giveBack;
         lock (_lock)
         {
             var now = time.GetUtcNow();
             Roll(now);
-            if (!HasLot(now))
-                return false;
-            _permits--;
-            _takenSinceLease++;
-            return true;
+            giveBack = ClaimGiveBack();
+            taken = HasLot(now);
+            if (taken)
+            {
+                _permits--;
+                _takenSinceLease++;
+            }
         }
+        if (giveBack)
+            _ = GiveBackAsync();
+        return taken;
     }
 
     /// <summary>A lot in hand with permits left and unexpired. Under the lock.</summary>
@@ -292,20 +297,18 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     }
 
     /// <summary>
-    /// Hands permits that ended unspent back to the shared bucket, in the background (one statement for all of them):
-    /// a lease sized for callers that then did not come (cancelled, or late on a busy machine) costs the fleet nothing.
+    /// True when permits that ended unspent wait and no hand-back runs: the caller then starts one (after leaving the
+    /// lock), which hands them back to the shared bucket in the background, one statement for all of them. A lease
+    /// sized for callers that then did not come (cancelled, or late on a busy machine) so costs the fleet nothing.
+    /// Under the lock: the flag is set and cleared with the queue in view, so a lot queued while a hand-back finds
+    /// the queue empty and ends is either seen by it or starts the next one.
     /// </summary>
-    private void MaybeGiveBack()
+    private bool ClaimGiveBack()
     {
-        lock (_lock)
-        {
-            // The flag is set and cleared under the lock, with the queue in view: a lot queued while a hand-back
-            // finds the queue empty and ends is then either seen by it or starts the next one.
-            if (_unspent.Count == 0 || _givingBack == 1)
-                return;
-            _givingBack = 1;
-        }
-        _ = GiveBackAsync();
+        if (_unspent.Count == 0 || _givingBack == 1)
+            return false;
+        _givingBack = 1;
+        return true;
     }
 
     private async Task GiveBackAsync()
