@@ -22,7 +22,8 @@ public sealed class DispatcherDataSources : IAsyncDisposable
         var durable = new NpgsqlConnectionStringBuilder(connectionString);
         // NpgsqlConnectionStringBuilder.ContainsKey answers "is this a known keyword": ask a plain builder what is set.
         var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
-        if (!given.ContainsKey("Max Auto Prepare") && !given.ContainsKey("MaxAutoPrepare"))
+        var autoPrepared = !given.ContainsKey("Max Auto Prepare") && !given.ContainsKey("MaxAutoPrepare");
+        if (autoPrepared)
         {
             durable.MaxAutoPrepare = 20;
             durable.AutoPrepareMinUsages = 2;
@@ -43,15 +44,26 @@ public sealed class DispatcherDataSources : IAsyncDisposable
             ? "-c synchronous_commit=off"
             : relaxed.Options + " -c synchronous_commit=off";
         Relaxed = NpgsqlDataSource.Create(relaxed.ConnectionString);
+        // The same, planned once per connection: for statements on one row by its key (the rate-limit buckets), whose
+        // plan no table size can change, and whose planning cost more than their execution (measured at 100
+        // requests/s: 0.36-0.37 ms planning, 0.19-0.21 ms execution per lease).
+        var byKey = new NpgsqlConnectionStringBuilder(relaxed.ConnectionString);
+        if (autoPrepared)
+            byKey.Options = byKey.Options!.Replace("plan_cache_mode=force_custom_plan", "plan_cache_mode=force_generic_plan", StringComparison.Ordinal);
+        RelaxedByKey = NpgsqlDataSource.Create(byKey.ConnectionString);
     }
 
     public NpgsqlDataSource Durable { get; }
 
     public NpgsqlDataSource Relaxed { get; }
 
+    /// <summary><see cref="Relaxed"/>, with generic plans: only for statements on one row by its key.</summary>
+    public NpgsqlDataSource RelaxedByKey { get; }
+
     public async ValueTask DisposeAsync()
     {
         await Durable.DisposeAsync();
         await Relaxed.DisposeAsync();
+        await RelaxedByKey.DisposeAsync();
     }
 }

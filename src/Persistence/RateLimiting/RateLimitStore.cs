@@ -28,11 +28,15 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
     // take up to @want whole permits, all under the row lock, within what the window leaves: the grants of the last
     // 101 slots of 10 ms (every 1-second window that ends now lies within them, so the window holds exactly).
     // Runs on the relaxed pool: losing an update in a PostgreSQL crash can at worst hand out one lease twice.
-    private const string TakeSql = """
+    // The bucket is created (CreateSql) only when the take finds none: a statement per lease fewer than creating it
+    // every time (measured in the overhead bench: 1,327 inserts that did nothing in 20 s at 100 requests/s).
+    private const string CreateSql = """
         INSERT INTO rate_limit_buckets (destination, tokens, updated_at)
         VALUES (@destination, 0, clock_timestamp())
-        ON CONFLICT (destination) DO NOTHING;
+        ON CONFLICT (destination) DO NOTHING
+        """;
 
+    private const string TakeSql = """
         WITH locked AS (
             SELECT b.tokens, b.updated_at, b.window_slots, b.window_counts
             FROM rate_limit_buckets b
@@ -96,17 +100,29 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
 
     public async Task<RateLimitLease> TakeAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
     {
-        await using var cmd = dataSources.Relaxed.CreateCommand(TakeSql);
+        if (await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken) is { } lease)
+            return lease;
+        // No bucket yet: create it (empty) and take again. Two workers may both create it: the second insert does nothing.
+        await using (var create = dataSources.RelaxedByKey.CreateCommand(CreateSql))
+        {
+            create.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
+            await create.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken)
+            ?? throw new InvalidOperationException($"The rate-limit bucket of destination '{destination}' vanished as it was created.");
+    }
+
+    private async Task<RateLimitLease?> TakeOnceAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSources.RelaxedByKey.CreateCommand(TakeSql);
         cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
         cmd.Parameters.Add(new NpgsqlParameter<int>("want", want));
         cmd.Parameters.Add(new NpgsqlParameter<double>("rate", permitsPerSecond));
         cmd.Parameters.Add(new NpgsqlParameter<double>("capacity", capacity));
         cmd.Parameters.Add(new NpgsqlParameter<int>("window_limit", WindowLimit(permitsPerSecond)));
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
-        while (!reader.HasRows && await reader.NextResultAsync(cancellationToken))
-        {
-        }
-        await reader.ReadAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+            return null;
         var granted = reader.GetInt32(0);
         var remaining = reader.GetDouble(1);
         var windowWait = reader.GetDouble(2);
@@ -130,7 +146,7 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
             throw new ArgumentException("One count per slot.", nameof(counts));
         if (slots.Length == 0)
             return;
-        await using var cmd = dataSources.Relaxed.CreateCommand(GiveBackSql);
+        await using var cmd = dataSources.RelaxedByKey.CreateCommand(GiveBackSql);
         cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
         cmd.Parameters.Add(new NpgsqlParameter<long[]>("slots", slots));
         cmd.Parameters.Add(new NpgsqlParameter<int[]>("counts", counts));

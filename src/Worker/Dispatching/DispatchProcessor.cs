@@ -83,6 +83,8 @@ internal sealed class DispatchProcessor(
             now + destination.Policy.LongestWaitBeforeCall + destination.Options.AttemptTimeout + options.Worker.LeaseMargin,
             incoming.TraceParent,
             incoming.Redelivered);
+        // The rate permit this request will want right after its claim: leased meanwhile if none is in hand.
+        destination.Policy.RateLimiter?.Anticipate();
         var claim = await durably.RunAsync(() => writer.ClaimAsync(claimCommand), cancellationToken);
         if (!claim.Claimed)
         {

@@ -61,6 +61,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// <summary>Leases a caller had to wait for (the round trips a steady stream should mostly not see).</summary>
     internal int ForegroundLeases => Volatile.Read(ref _foregroundLeases);
 
+    /// <summary>True while a lease is being taken in the background (for tests).</summary>
+    internal bool Prefetching => Volatile.Read(ref _prefetching) == 1;
+
     /// <summary>Leases taken from the shared bucket, waited for or topped up in the background.</summary>
     internal int Leases => Volatile.Read(ref _leases);
 
@@ -190,6 +193,25 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             // third lot: a top-up already in hand is enough.
             var runningLow = _permits <= _lastLeaseSize / 2 || time.GetUtcNow() >= _expires - LeaseLifetime / 2;
             if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || _nextPermits > 0)
+                return;
+        }
+        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
+            return;
+        _ = PrefetchAsync();
+    }
+
+    /// <summary>
+    /// A caller will want a permit in a moment (its claim is on its way to PostgreSQL): with none in hand and the
+    /// bucket uncontended, lease now in the background, so the lease's round trip overlaps the claim's instead of
+    /// following it. A request arriving after a quiet spell longer than a lot's life otherwise waits for both in turn.
+    /// </summary>
+    public void Anticipate()
+    {
+        lock (_lock)
+        {
+            var now = time.GetUtcNow();
+            // Permits in hand, or a contended bucket (leases there follow the callers actually waiting).
+            if (HasLot(now) || (_nextPermits > 0 && now < _nextExpires) || (_leases > 0 && !_lastLeaseFull))
                 return;
         }
         if (Interlocked.Exchange(ref _prefetching, 1) == 1)

@@ -51,6 +51,42 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
     }
 
     [Fact]
+    public async Task A_permit_anticipated_with_none_in_hand_is_leased_in_the_background_unless_the_bucket_is_contended()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new RateLimitStore(dataSources);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        // A bucket with plenty: the lease is taken before anyone asks (while the request's claim is on its way), and
+        // the caller then finds its permit in hand instead of waiting for a round trip.
+        var plenty = $"d{Guid.NewGuid():N}";
+        var limiter = new SharedRateLimiter(plenty, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
+        await store.TakeAsync(plenty, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
+        await Buckets.FillAsync(postgres, 1000);
+        Assert.Equal(0, limiter.PermitsInHand);
+        limiter.Anticipate();
+        await Eventually.TrueAsync(() => limiter.PermitsInHand > 0, TimeSpan.FromSeconds(10), "a lease taken in the background");
+        await Eventually.TrueAsync(() => !limiter.Prefetching, TimeSpan.FromSeconds(10), "the background lease done");
+        // A permit in hand: nothing more to anticipate.
+        limiter.Anticipate();
+        Assert.False(limiter.Prefetching);
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(0, limiter.ForegroundLeases);
+        Assert.Equal(1, limiter.Leases);
+
+        // A bucket that granted less than asked (a new bucket starts empty): leases follow the callers actually
+        // waiting, none is taken ahead.
+        var short_ = $"d{Guid.NewGuid():N}";
+        var contended = new SharedRateLimiter(short_, new RateLimitOptions { PermitsPerSecond = 1, Burst = 1 }, store, time);
+        Assert.NotNull(await contended.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(1, contended.Leases);
+        contended.Anticipate();
+        Assert.False(contended.Prefetching);
+        Assert.Equal(1, contended.Leases);
+    }
+
+    [Fact]
     public async Task A_contended_bucket_is_never_leased_ahead_and_holds_its_rate()
     {
         await using var dataSources = new DispatcherDataSources(await services.CreateDatabaseAsync());

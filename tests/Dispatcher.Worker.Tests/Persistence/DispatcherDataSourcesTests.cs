@@ -16,11 +16,18 @@ public sealed class DispatcherDataSourcesTests
             // Planned on every execution: a generic plan made on a young table would keep scanning it as it grows.
             Assert.Contains("plan_cache_mode=force_custom_plan", new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).Options, StringComparison.Ordinal);
             Assert.Contains("plan_cache_mode=force_custom_plan", new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).Options, StringComparison.Ordinal);
+            // Statements on one row by its key: planned once (no table size changes their plan).
+            var byKey = new NpgsqlConnectionStringBuilder(defaults.RelaxedByKey.ConnectionString);
+            Assert.Equal(20, byKey.MaxAutoPrepare);
+            Assert.Contains("synchronous_commit=off", byKey.Options, StringComparison.Ordinal);
+            Assert.Contains("plan_cache_mode=force_generic_plan", byKey.Options, StringComparison.Ordinal);
+            Assert.DoesNotContain("force_custom_plan", byKey.Options, StringComparison.Ordinal);
         }
         await using (var off = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;Max Auto Prepare=0"))
         {
             Assert.Equal(0, new NpgsqlConnectionStringBuilder(off.Durable.ConnectionString).MaxAutoPrepare);
             Assert.Equal(0, new NpgsqlConnectionStringBuilder(off.Relaxed.ConnectionString).MaxAutoPrepare);
+            Assert.Equal(0, new NpgsqlConnectionStringBuilder(off.RelaxedByKey.ConnectionString).MaxAutoPrepare);
         }
         await using var custom = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;maxautoprepare=5");
         Assert.Equal(5, new NpgsqlConnectionStringBuilder(custom.Durable.ConnectionString).MaxAutoPrepare);
