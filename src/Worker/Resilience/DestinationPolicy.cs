@@ -50,6 +50,9 @@ internal sealed class DestinationPolicy
     private long _breakerLine;
     private long _callTicksAverage;
     private long _lastCallEnded; // TimeProvider timestamp
+    // Calls under way, and since when some have been (TimeProvider timestamp, set as the first of them starts).
+    private int _calling;
+    private long _callingSince;
     private int _fleetWorkers = 1;
 
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time)
@@ -137,8 +140,27 @@ internal sealed class DestinationPolicy
     /// <summary>This worker's share of the rate limit, per second.</summary>
     private double RatePace => _options.RateLimit.PermitsPerSecond / FleetWorkers;
 
-    /// <summary>What the cap carries at the calls' smoothed duration, per second (unbounded before the first call).</summary>
-    private double CallPace => CallDuration is { Ticks: > 0 } call ? _options.MaxConcurrency / call.TotalSeconds : double.PositiveInfinity;
+    /// <summary>
+    /// What the cap carries at the calls' duration, per second (unbounded before the first call): their smoothed
+    /// duration, or, when longer, how long calls have been under way without any of them ending. A destination that
+    /// hangs has no timed call until its attempts time out, and one that was quick keeps a quick average until then;
+    /// its pace falls as its calls stay unanswered instead (the isolation bench's hanging destination sent its
+    /// overflow back all at once every 0.5 s for the 2 s of its AttemptTimeout).
+    /// </summary>
+    private double CallPace
+    {
+        get
+        {
+            var ticks = Math.Max(Volatile.Read(ref _callTicksAverage), Unanswered.Ticks);
+            return ticks > 0 ? _options.MaxConcurrency / TimeSpan.FromTicks(ticks).TotalSeconds : double.PositiveInfinity;
+        }
+    }
+
+    /// <summary>How long calls have been under way without one ending (zero when none is).</summary>
+    private TimeSpan Unanswered =>
+        Volatile.Read(ref _calling) == 0
+            ? TimeSpan.Zero
+            : _time.GetElapsedTime(Math.Max(Volatile.Read(ref _lastCallEnded), Volatile.Read(ref _callingSince)));
 
     /// <summary>The longest a claimed request may wait before its call: a slot in the queue, then a rate permit.</summary>
     public TimeSpan LongestWaitBeforeCall => LongestParkDelay + MaxPermitWait;
@@ -227,10 +249,20 @@ internal sealed class DestinationPolicy
         try
         {
             var started = _time.GetTimestamp();
-            var outcome = await _breaker.ExecuteAsync(
-                static async (attempt, ct) => await attempt(ct),
-                attempt,
-                cancellationToken);
+            if (Interlocked.Increment(ref _calling) == 1)
+                Volatile.Write(ref _callingSince, started);
+            AttemptOutcome outcome;
+            try
+            {
+                outcome = await _breaker.ExecuteAsync(
+                    static async (attempt, ct) => await attempt(ct),
+                    attempt,
+                    cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _calling);
+            }
             RecordCall(started, _time.GetTimestamp());
             return PolicyResult.Ran(outcome);
         }

@@ -49,6 +49,21 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public void A_destination_whose_calls_stay_unanswered_is_paced_by_how_long_they_have_been_under_way()
+    {
+        // No call has ended yet, so none is timed: the pace used to be the rate limit's (1,000/s), and a hanging
+        // destination's whole overflow came back together after the park delay. A call unanswered for 400 ms says
+        // the cap of 1 carries at most 2.5/s: 3.125/s with headroom, one return every 320 ms.
+        var policy = Policy(permitsPerSecond: 1000);
+        using var full = Fill(policy);
+        _time.Advance(TimeSpan.FromMilliseconds(400));
+
+        var delays = HoldBacks(policy, 3);
+
+        Assert.Equal(Enumerable.Range(0, 3).Select(i => Floor + TimeSpan.FromMilliseconds(320 * i)), delays);
+    }
+
+    [Fact]
     public async Task A_destination_whose_calls_are_quick_sends_its_overflow_back_sooner_than_a_hanging_one_would()
     {
         // AttemptTimeout 30 s: a hanging destination frees its slots only as attempts time out, so until a call was
