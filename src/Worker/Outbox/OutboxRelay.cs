@@ -60,7 +60,7 @@ internal sealed class OutboxRelay(
 
     private async Task RelayAsync(CancellationToken cancellationToken)
     {
-        await using var listener = await dataSources.Durable.OpenConnectionAsync(cancellationToken);
+        await using var listener = await dataSources.OpenListenerAsync(cancellationToken);
         await using (var listen = listener.CreateCommand())
         {
             listen.CommandText = $"LISTEN {OutboxStore.NotifyChannel}";

@@ -34,6 +34,19 @@ public sealed class DispatcherDataSourcesTests
     }
 
     [Fact]
+    public async Task Pooled_connections_are_not_reset_on_return_unless_the_connection_string_says_so_and_the_listener_is_not_pooled()
+    {
+        await using (var defaults = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u"))
+        {
+            Assert.True(new NpgsqlConnectionStringBuilder(defaults.Durable.ConnectionString).NoResetOnClose);
+            Assert.True(new NpgsqlConnectionStringBuilder(defaults.Relaxed.ConnectionString).NoResetOnClose);
+            Assert.True(new NpgsqlConnectionStringBuilder(defaults.RelaxedByKey.ConnectionString).NoResetOnClose);
+        }
+        await using var given = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u;No Reset On Close=false");
+        Assert.False(new NpgsqlConnectionStringBuilder(given.Durable.ConnectionString).NoResetOnClose);
+    }
+
+    [Fact]
     public async Task Connections_do_not_enlist_in_ambient_transactions_unless_the_connection_string_says_so()
     {
         await using (var defaults = new DispatcherDataSources("Host=127.0.0.1;Database=d;Username=u"))
