@@ -63,7 +63,8 @@ internal sealed class DestinationPolicy
         _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
             PermitLimit = options.MaxConcurrency,
-            QueueLimit = options.MaxConcurrency,
+            // How deep the queue may grow is the policy's to decide (QueueFull); the consumer's prefetch bounds it.
+            QueueLimit = int.MaxValue,
             QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
         });
         var cb = options.CircuitBreaker;
@@ -180,7 +181,7 @@ internal sealed class DestinationPolicy
             reason = CircuitOpen;
             return true;
         }
-        if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && slots.CurrentQueuedCount >= _options.MaxConcurrency)
+        if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && QueueFull(slots.CurrentQueuedCount))
         {
             delay = ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline);
             reason = AtCapacity;
@@ -314,6 +315,24 @@ internal sealed class DestinationPolicy
         var ticks = Math.Max(1, _time.GetElapsedTime(started, ended).Ticks);
         Volatile.Write(ref _callTicksAverage, average == 0 ? ticks : average + (ticks - average) / 8);
         Volatile.Write(ref _lastCallEnded, ended);
+    }
+
+    /// <summary>
+    /// Whether a request arriving at the cap is held back: the queue is as deep as the cap, and the destination is not
+    /// seen to empty it within the shortest park delay at its expected pace. A destination whose timed calls are quick
+    /// (and still ending: a pace that counts calls unanswered falls when they stop) lets its overflow wait here, a few
+    /// milliseconds, rather than sending it round the outbox: with the queue bounded at the cap, the littles-law bench
+    /// (256 calls of 100 ms in flight) parked 3,511 of 15,000 requests that would have waited 0.1-0.2 s. A destination
+    /// paced by its rate limit, hanging, or not yet timed keeps its queue at the cap and holds the rest back, so that a
+    /// full destination cannot take the whole prefetch from the others.
+    /// </summary>
+    private bool QueueFull(long queued)
+    {
+        if (queued < _options.MaxConcurrency)
+            return false;
+        if (Volatile.Read(ref _callTicksAverage) == 0)
+            return true;
+        return queued / ExpectedPace >= ShortestParkDelay.TotalSeconds;
     }
 
     /// <summary>The shortest a request waits or stays parked at the cap: a park (claim, commit, outbox row, resend) is not free.</summary>

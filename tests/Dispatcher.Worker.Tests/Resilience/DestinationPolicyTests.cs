@@ -41,7 +41,7 @@ public sealed class DestinationPolicyTests
         }, CancellationToken.None);
         Assert.NotNull(ran.Outcome);
         Assert.Equal(TimeSpan.FromMilliseconds(200), policy.CallDuration);
-        using var full = Fill(policy);
+        using var full = Fill(policy, queued: 3); // 0.6 s of calls queued: deeper than it empties in 0.5 s
 
         var delays = HoldBacks(policy, 4);
 
@@ -66,16 +66,18 @@ public sealed class DestinationPolicyTests
     [Fact]
     public async Task A_destination_whose_calls_are_quick_sends_its_overflow_back_sooner_than_a_hanging_one_would()
     {
+        // (Each destination here is held back from a queue 0.5 s deep at least at its pace, see the next test.)
         // AttemptTimeout 30 s: a hanging destination frees its slots only as attempts time out, so until a call was
         // timed the first return is the longest park delay, 5 s (a quarter of the timeout, at most 5 s).
         var untimed = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         using (Fill(untimed))
             Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(untimed, 1)[0]);
 
-        // Calls of 10 ms: four calls' time is 40 ms, so the floor of 0.5 s.
+        // Calls of 10 ms: four calls' time is 40 ms, so the floor of 0.5 s. (Held back only once its queue is 0.5 s
+        // deep at 100 calls a second: a shallower one it empties sooner than a park would take.)
         var quick = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(quick, TimeSpan.FromMilliseconds(10));
-        using (Fill(quick))
+        using (Fill(quick, queued: 50))
             Assert.Equal(Floor, HoldBacks(quick, 1)[0]);
 
         // Calls of 1 s: four of them, 4 s.
@@ -96,8 +98,47 @@ public sealed class DestinationPolicyTests
         var stalled = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(stalled, TimeSpan.FromMilliseconds(10));
         _time.Advance(TimeSpan.FromSeconds(1));
-        using (Fill(stalled))
+        using (Fill(stalled, queued: 50))
             Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(stalled, 1)[0]);
+    }
+
+    [Fact]
+    public async Task A_destination_that_empties_its_queue_sooner_than_a_park_would_take_lets_its_overflow_wait_there()
+    {
+        // Calls of 10 ms with a cap of 1: 100 a second. A queue as deep as the cap empties in 10 ms, so the next
+        // request waits in it instead of being held back (round the outbox): until the queue is 0.5 s deep.
+        var quick = Policy(permitsPerSecond: 1000);
+        await Call(quick, TimeSpan.FromMilliseconds(10));
+        using (var full = Fill(quick, queued: 49))
+        {
+            Assert.False(quick.ShouldHoldBack(out _, out _));
+            var fiftieth = quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
+            Assert.False(fiftieth.IsCompleted); // queued, not parked
+            Assert.True(quick.ShouldHoldBack(out _, out var reason));
+            Assert.Equal(DestinationPolicy.AtCapacity, reason);
+        }
+
+        // Not yet timed: nothing says how soon its queue empties; held back from a queue as deep as the cap.
+        var untimed = Policy(permitsPerSecond: 1000);
+        using (Fill(untimed))
+            Assert.True(untimed.ShouldHoldBack(out _, out _));
+
+        // Paced by its rate limit (2/s): a queue of one takes 0.5 s.
+        var limited = Policy(permitsPerSecond: 2);
+        await Call(limited, TimeSpan.FromMilliseconds(10));
+        using (Fill(limited))
+            Assert.True(limited.ShouldHoldBack(out _, out _));
+
+        // Quick, ten queued (0.1 s), but then its call goes unanswered for 100 ms: its pace counts that (10/s), and
+        // the same queue now takes a second.
+        var hanging = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        await Call(hanging, TimeSpan.FromMilliseconds(10));
+        using (Fill(hanging, queued: 10))
+        {
+            Assert.False(hanging.ShouldHoldBack(out _, out _));
+            _time.Advance(TimeSpan.FromMilliseconds(100));
+            Assert.True(hanging.ShouldHoldBack(out _, out _));
+        }
     }
 
     private async Task Call(DestinationPolicy policy, TimeSpan duration)
@@ -190,7 +231,8 @@ public sealed class DestinationPolicyTests
 
         // Closed again: the breaker's line (a break ahead) does not hold back the cap's returns.
         var hold = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var running = Enumerable.Range(0, 16).Select(_ => policy.ExecuteAsync(_ => hold.Task, CancellationToken.None)).ToList();
+        // (8 calls and 50 queued: 0.5 s at its pace of 100/s, so the queue counts as full.)
+        var running = Enumerable.Range(0, 58).Select(_ => policy.ExecuteAsync(_ => hold.Task, CancellationToken.None)).ToList();
         Assert.True(policy.ShouldHoldBack(out var atCap, out var capReason));
         Assert.Equal((DestinationPolicy.AtCapacity, Floor), (capReason, atCap));
         hold.SetResult(Ok());
@@ -271,14 +313,14 @@ public sealed class DestinationPolicyTests
     /// Takes the cap (one call that runs until disposed) and fills its queue (one request waiting for the slot), so
     /// that the destination holds requests back. With <paramref name="holderRunning"/>, its call keeps the slot.
     /// </summary>
-    private Full Fill(DestinationPolicy policy, Full? holderRunning = null)
+    private Full Fill(DestinationPolicy policy, Full? holderRunning = null, int queued = 1)
     {
         var release = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         var holder = holderRunning?.Holder ?? policy.ExecuteAsync(_ => release.Task, CancellationToken.None);
         Assert.False(holder.IsCompleted);
-        var queued = policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
-        Assert.False(queued.IsCompleted);
-        return new Full(holder, queued, release);
+        var waiting = Enumerable.Range(0, queued).Select(_ => policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).ToList();
+        Assert.All(waiting, w => Assert.False(w.IsCompleted));
+        return new Full(holder, waiting[0], release);
     }
 
     private sealed class Full(Task<PolicyResult> holder, Task<PolicyResult> queued, TaskCompletionSource<AttemptOutcome> release) : IDisposable
