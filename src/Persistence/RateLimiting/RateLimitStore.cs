@@ -100,16 +100,16 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
 
     public async Task<RateLimitLease> TakeAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
     {
-        if (await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken) is { } lease)
-            return lease;
-        // No bucket yet: create it (empty) and take again. Two workers may both create it: the second insert does nothing.
-        await using (var create = dataSources.RelaxedByKey.CreateCommand(CreateSql))
+        while (true)
         {
+            if (await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken) is { } lease)
+                return lease;
+            // No bucket yet (or it was just deleted): create it (empty) and take again. Two workers may both create
+            // it: the second insert does nothing.
+            await using var create = dataSources.RelaxedByKey.CreateCommand(CreateSql);
             create.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
             await create.ExecuteNonQueryAsync(cancellationToken);
         }
-        return await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken)
-            ?? throw new InvalidOperationException($"The rate-limit bucket of destination '{destination}' vanished as it was created.");
     }
 
     private async Task<RateLimitLease?> TakeOnceAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)

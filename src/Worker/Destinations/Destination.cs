@@ -15,12 +15,12 @@ internal sealed class Destination : IDisposable
 {
     private readonly SocketsHttpHandler _handler;
 
-    public Destination(string name, DestinationOptions options, RateLimitStore? rateLimits = null, TimeProvider? time = null)
+    public Destination(string name, DestinationOptions options, RateLimitStore? rateLimits = null, TimeProvider? time = null, int workerSlots = int.MaxValue)
     {
         Name = name;
         Options = options;
         Metrics = new DestinationMetrics(name);
-        Policy = new DestinationPolicy(name, options, Metrics, rateLimits, time ?? TimeProvider.System);
+        Policy = new DestinationPolicy(name, options, Metrics, rateLimits, time ?? TimeProvider.System, workerSlots);
         BaseUrl = options.BaseUrl!;
         _handler = new SocketsHttpHandler
         {

@@ -136,7 +136,7 @@ internal sealed class DestinationRegistry : IDisposable
 
     private FrozenDictionary<string, Destination> Build(DispatcherOptions options) =>
         options.Destinations.ToFrozenDictionary(
-            kv => kv.Key, kv => new Destination(kv.Key, kv.Value, _rateLimits, _time), StringComparer.OrdinalIgnoreCase);
+            kv => kv.Key, kv => new Destination(kv.Key, kv.Value, _rateLimits, _time, options.Worker.MaxConcurrency), StringComparer.OrdinalIgnoreCase);
 
     public void Dispose()
     {

@@ -84,7 +84,7 @@ internal sealed class DispatchProcessor(
             incoming.TraceParent,
             incoming.Redelivered);
         // The rate permit this request will want right after its claim: leased meanwhile if none is in hand.
-        destination.Policy.RateLimiter?.Anticipate();
+        destination.Policy.AnticipatePermit();
         var claim = await durably.RunAsync(() => writer.ClaimAsync(claimCommand), cancellationToken);
         if (!claim.Claimed)
         {

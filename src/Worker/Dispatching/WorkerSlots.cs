@@ -7,7 +7,8 @@ namespace Dispatcher.Worker.Dispatching;
 /// The worker's own slots: <c>Worker:MaxConcurrency</c> messages at a time in the worker's work (reading, claiming,
 /// committing). A message waiting on its destination (for a rate permit, or in the downstream call) gives its slot
 /// back for that time and counts against its destination instead (<c>MaxConcurrency</c> calls, and as many
-/// waiting for one of them: see DestinationPolicy), so destinations that hang hold only their own room and never
+/// waiting for one of them; a destination seen to empty its queue quickly may queue up to as many again, borrowing
+/// from the worker's share: see DestinationPolicy.QueueFull), so destinations that hang hold only their own room and never
 /// the slots that healthy destinations need, however many of them hang. The consumer therefore takes up to
 /// <see cref="MessageLimit"/> messages at once: the worker's slots plus twice every configured destination's cap
 /// (sized at start: a destination added by a later config reload shares that room). A freed slot goes first to a

@@ -210,8 +210,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         lock (_lock)
         {
             var now = time.GetUtcNow();
-            // Permits in hand, or a contended bucket (leases there follow the callers actually waiting).
-            if (HasLot(now) || (_nextPermits > 0 && now < _nextExpires) || (_leases > 0 && !_lastLeaseFull))
+            // Permits in hand, or a bucket that is contended or short (leases there follow the callers actually
+            // waiting: a permit taken ahead and then unspent would be missed by another worker).
+            if (HasLot(now) || (_nextPermits > 0 && now < _nextExpires) || (_leases > 0 && (!_lastLeaseFull || _lastRoom < LargestLease)))
                 return;
         }
         if (Interlocked.Exchange(ref _prefetching, 1) == 1)

@@ -188,7 +188,7 @@ public sealed class IsolationTests(ServicesFixture services)
         await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
         {
             ["Dispatcher:Destinations:{destination}:MaxConcurrency"] = "1",
-            // At the cap, a request waits in the destination's queue (as long as its cap) for as long as it would be
+            // At the cap, a request waits in the destination's queue (as deep as its cap: untimed) for as long as it would be
             // parked: a quarter of the attempt timeout (0.5 s to 5 s). 5 s here, longer than this test needs.
             ["Dispatcher:Destinations:{destination}:AttemptTimeout"] = "00:00:20",
         });

@@ -78,7 +78,8 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // A bucket that granted less than asked (a new bucket starts empty): leases follow the callers actually
         // waiting, none is taken ahead.
         var short_ = $"d{Guid.NewGuid():N}";
-        var contended = new SharedRateLimiter(short_, new RateLimitOptions { PermitsPerSecond = 1, Burst = 1 }, store, time);
+        // (0.01/s: even a long stall between the bucket's creation and the take leaves it empty.)
+        var contended = new SharedRateLimiter(short_, new RateLimitOptions { PermitsPerSecond = 0.01, Burst = 1 }, store, time);
         Assert.NotNull(await contended.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         Assert.Equal(1, contended.Leases);
         contended.Anticipate();

@@ -41,7 +41,7 @@ public sealed class DestinationPolicyTests
         }, CancellationToken.None);
         Assert.NotNull(ran.Outcome);
         Assert.Equal(TimeSpan.FromMilliseconds(200), policy.CallDuration);
-        using var full = Fill(policy, queued: 3); // 0.6 s of calls queued: deeper than it empties in 0.5 s
+        using var full = Fill(policy, queued: 2); // twice the cap: the deepest a queue gets
 
         var delays = HoldBacks(policy, 4);
 
@@ -66,24 +66,24 @@ public sealed class DestinationPolicyTests
     [Fact]
     public async Task A_destination_whose_calls_are_quick_sends_its_overflow_back_sooner_than_a_hanging_one_would()
     {
-        // (Each destination here is held back from a queue 0.5 s deep at least at its pace, see the next test.)
+        // (Each destination here is held back from a queue twice as deep as its cap at most, see the next test.)
         // AttemptTimeout 30 s: a hanging destination frees its slots only as attempts time out, so until a call was
         // timed the first return is the longest park delay, 5 s (a quarter of the timeout, at most 5 s).
         var untimed = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         using (Fill(untimed))
             Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(untimed, 1)[0]);
 
-        // Calls of 10 ms: four calls' time is 40 ms, so the floor of 0.5 s. (Held back only once its queue is 0.5 s
-        // deep at 100 calls a second: a shallower one it empties sooner than a park would take.)
+        // Calls of 10 ms: four calls' time is 40 ms, so the floor of 0.5 s. (Held back only from a queue twice as
+        // deep as the cap: a quick destination empties a shallower one sooner than a park would take.)
         var quick = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(quick, TimeSpan.FromMilliseconds(10));
-        using (Fill(quick, queued: 50))
+        using (Fill(quick, queued: 2))
             Assert.Equal(Floor, HoldBacks(quick, 1)[0]);
 
         // Calls of 1 s: four of them, 4 s.
         var slow = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(slow, TimeSpan.FromSeconds(1));
-        using (Fill(slow))
+        using (Fill(slow, queued: 2))
             Assert.Equal(TimeSpan.FromSeconds(4), HoldBacks(slow, 1)[0]);
 
         // Calls of 10 ms, but a rate limit of 2/s: paced by its limit, its backlog drains at 2/s whatever comes back
@@ -98,47 +98,62 @@ public sealed class DestinationPolicyTests
         var stalled = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(stalled, TimeSpan.FromMilliseconds(10));
         _time.Advance(TimeSpan.FromSeconds(1));
-        using (Fill(stalled, queued: 50))
+        using (Fill(stalled, queued: 2))
             Assert.Equal(TimeSpan.FromSeconds(5), HoldBacks(stalled, 1)[0]);
     }
 
     [Fact]
     public async Task A_destination_that_empties_its_queue_sooner_than_a_park_would_take_lets_its_overflow_wait_there()
     {
-        // Calls of 10 ms with a cap of 1: 100 a second. A queue as deep as the cap empties in 10 ms, so the next
-        // request waits in it instead of being held back (round the outbox): until the queue is 0.5 s deep.
-        var quick = Policy(permitsPerSecond: 1000);
+        // Calls of 10 ms with a cap of 4: 400 a second. Its queue empties sooner than a park would take, so requests
+        // at the cap wait in it instead of being held back (round the outbox), up to twice the cap.
+        var quick = Policy(permitsPerSecond: 1000, maxConcurrency: 4);
         await Call(quick, TimeSpan.FromMilliseconds(10));
-        using (var full = Fill(quick, queued: 49))
-        {
-            Assert.False(quick.ShouldHoldBack(out _, out _));
-            var fiftieth = quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
-            Assert.False(fiftieth.IsCompleted); // queued, not parked
-            Assert.True(quick.ShouldHoldBack(out _, out var reason));
-            Assert.Equal(DestinationPolicy.AtCapacity, reason);
-        }
+        var release = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var calls = Enumerable.Range(0, 4).Select(_ => quick.ExecuteAsync(_ => release.Task, CancellationToken.None)).ToList();
+        var queued = Enumerable.Range(0, 7).Select(_ => quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).ToList();
+        Assert.False(quick.ShouldHoldBack(out _, out _));
+        queued.Add(quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None));
+        Assert.All(calls.Concat(queued), t => Assert.False(t.IsCompleted));
+        Assert.True(quick.ShouldHoldBack(out _, out var reason));
+        Assert.Equal(DestinationPolicy.AtCapacity, reason);
+        // One that passed the look anyway (a redelivery skips it) parks at once rather than queueing deeper.
+        var parking = quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
+        Assert.True(parking.IsCompleted);
+        var overflow = await parking;
+        Assert.Null(overflow.Outcome);
+        Assert.Equal(DestinationPolicy.AtCapacity, overflow.ParkReason);
+        release.SetResult(Ok());
+        Assert.All(await Task.WhenAll(calls.Concat(queued)), r => Assert.NotNull(r.Outcome));
 
-        // Not yet timed: nothing says how soon its queue empties; held back from a queue as deep as the cap.
+        // Not yet timed: nothing says how soon its queue empties; held back from a queue as deep as the cap, and one
+        // that passed the look parks at once.
         var untimed = Policy(permitsPerSecond: 1000);
         using (Fill(untimed))
+        {
             Assert.True(untimed.ShouldHoldBack(out _, out _));
+            var parking2 = untimed.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
+            Assert.True(parking2.IsCompleted);
+            Assert.Equal(DestinationPolicy.AtCapacity, (await parking2).ParkReason);
+        }
 
-        // Paced by its rate limit (2/s): a queue of one takes 0.5 s.
+        // Quick calls, but paced by its rate limit (2/s): its backlog drains at the rate, the queue stays at the cap.
         var limited = Policy(permitsPerSecond: 2);
         await Call(limited, TimeSpan.FromMilliseconds(10));
         using (Fill(limited))
             Assert.True(limited.ShouldHoldBack(out _, out _));
 
-        // Quick, ten queued (0.1 s), but then its call goes unanswered for 100 ms: its pace counts that (10/s), and
-        // the same queue now takes a second.
-        var hanging = Policy(permitsPerSecond: 1000, attemptTimeout: TimeSpan.FromSeconds(30));
+        // Quick (400/s), four queued, but then its calls go unanswered for 400 ms: its pace counts that (10/s), and the
+        // same queue now takes 0.4 s, more than half the 0.5 s a request waits in it.
+        var hanging = Policy(permitsPerSecond: 1000, maxConcurrency: 4, attemptTimeout: TimeSpan.FromSeconds(30));
         await Call(hanging, TimeSpan.FromMilliseconds(10));
-        using (Fill(hanging, queued: 10))
-        {
-            Assert.False(hanging.ShouldHoldBack(out _, out _));
-            _time.Advance(TimeSpan.FromMilliseconds(100));
-            Assert.True(hanging.ShouldHoldBack(out _, out _));
-        }
+        var hung = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hangingCalls = Enumerable.Range(0, 8).Select(_ => hanging.ExecuteAsync(_ => hung.Task, CancellationToken.None)).ToList();
+        Assert.False(hanging.ShouldHoldBack(out _, out _));
+        _time.Advance(TimeSpan.FromMilliseconds(400));
+        Assert.True(hanging.ShouldHoldBack(out _, out _));
+        hung.SetResult(Ok());
+        await Task.WhenAll(hangingCalls);
     }
 
     private async Task Call(DestinationPolicy policy, TimeSpan duration)
@@ -231,8 +246,7 @@ public sealed class DestinationPolicyTests
 
         // Closed again: the breaker's line (a break ahead) does not hold back the cap's returns.
         var hold = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-        // (8 calls and 50 queued: 0.5 s at its pace of 100/s, so the queue counts as full.)
-        var running = Enumerable.Range(0, 58).Select(_ => policy.ExecuteAsync(_ => hold.Task, CancellationToken.None)).ToList();
+        var running = Enumerable.Range(0, 16).Select(_ => policy.ExecuteAsync(_ => hold.Task, CancellationToken.None)).ToList();
         Assert.True(policy.ShouldHoldBack(out var atCap, out var capReason));
         Assert.Equal((DestinationPolicy.AtCapacity, Floor), (capReason, atCap));
         hold.SetResult(Ok());
