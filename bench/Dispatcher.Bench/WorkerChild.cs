@@ -31,7 +31,9 @@ internal sealed class WorkerChild : IAsyncDisposable
 
     public static async Task<WorkerChild> StartAsync(BenchEnvironment env, string postgres, string queue, IReadOnlyDictionary<string, string> settings)
     {
-        // DISPATCHER_BENCH_WORKER_DLL measures another build of the worker, e.g. a ReadyToRun publish.
+        // DISPATCHER_BENCH_WORKER_DLL measures another build of the worker, e.g. a ReadyToRun publish. Only the scenarios
+        // that run the worker as a child process (rate-accuracy, memory) use it: the others run it in the bench
+        // process, from the bench's own build (compare builds there with a second build of the bench).
         var dll = Environment.GetEnvironmentVariable("DISPATCHER_BENCH_WORKER_DLL") is { Length: > 0 } other
             ? other
             : Path.Combine(AppContext.BaseDirectory, "Dispatcher.Worker.dll");
