@@ -100,12 +100,14 @@ public sealed class RateLimitStore(DispatcherDataSources dataSources)
 
     public async Task<RateLimitLease> TakeAsync(string destination, int want, double permitsPerSecond, double capacity, CancellationToken cancellationToken)
     {
-        while (true)
+        for (var tries = 1; ; tries++)
         {
             if (await TakeOnceAsync(destination, want, permitsPerSecond, capacity, cancellationToken) is { } lease)
                 return lease;
-            // No bucket yet (or it was just deleted): create it (empty) and take again. Two workers may both create
-            // it: the second insert does nothing.
+            if (tries == 3)
+                throw new InvalidOperationException($"The rate-limit bucket of destination '{destination}' could not be created.");
+            // No bucket yet: create it (empty) and take again. Two workers may both create it: the second insert does
+            // nothing (and its take, if it ran before the first insert committed, sees the row the next time).
             await using var create = dataSources.RelaxedByKey.CreateCommand(CreateSql);
             create.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
             await create.ExecuteNonQueryAsync(cancellationToken);

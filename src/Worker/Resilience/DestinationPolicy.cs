@@ -59,7 +59,7 @@ internal sealed class DestinationPolicy
     /// <param name="workerSlots">The worker's own slots (<c>Worker:MaxConcurrency</c>): the most a quick destination's queue may borrow beyond its cap.</param>
     public DestinationPolicy(string name, DestinationOptions options, DestinationMetrics metrics, RateLimitStore? rateLimits, TimeProvider time, int workerSlots = int.MaxValue)
     {
-        _deepestQueue = options.MaxConcurrency + Math.Min(options.MaxConcurrency, Math.Max(0, workerSlots));
+        _deepestQueue = (long)options.MaxConcurrency + Math.Min(options.MaxConcurrency, Math.Max(0, workerSlots));
         _options = options;
         _time = time;
         _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
@@ -269,20 +269,18 @@ internal sealed class DestinationPolicy
                 static async (state, ct) =>
                 {
                     var started = state.Policy.CallStarting();
-                    var ended = 0L;
+                    AttemptOutcome outcome;
                     try
                     {
-                        var outcome = await state.Attempt(ct);
-                        ended = state.Policy.CallEnded();
-                        return outcome;
+                        outcome = await state.Attempt(ct);
                     }
-                    finally
+                    catch
                     {
-                        if (ended == 0)
-                            state.Policy.CallEnded();
-                        else
-                            state.Policy.RecordCall(started, ended);
+                        state.Policy.CallEnded();
+                        throw;
                     }
+                    state.Policy.RecordCall(started, state.Policy.CallEnded());
+                    return outcome;
                 },
                 (Policy: this, Attempt: attempt),
                 cancellationToken);
@@ -376,8 +374,11 @@ internal sealed class DestinationPolicy
         // (for half a park delay at most), never another destination's. Not at all when untimed or paced by the rate limit.
         if (queued >= _deepestQueue || Volatile.Read(ref _callTicksAverage) == 0 || CallPace >= RatePace)
             return true;
-        // Half the time a request waits in the queue before it parks: the last one in still gets its turn.
-        return queued / CallPace >= ConcurrencyParkDelay().TotalSeconds / 2;
+        // Half the time a request waits in the queue before it parks, at the calls' pace: the last one in still gets
+        // its turn. Not once its calls have gone unanswered for that long: it may have started hanging (and then it
+        // waits the longest park delay, which must not let its queue grow again).
+        var wait = CallParkDelay;
+        return Unanswered > wait || queued / CallPace >= wait.TotalSeconds / 2;
     }
 
     /// <summary>The shortest a request waits or stays parked at the cap: a park (claim, commit, outbox row, resend) is not free.</summary>
@@ -407,7 +408,11 @@ internal sealed class DestinationPolicy
         // back, and sooner only churns.
         if (CallPace >= RatePace)
             return longest;
-        var delay = TimeSpan.FromSeconds(Math.Clamp(4 * CallDuration.TotalSeconds, ShortestParkDelay.TotalSeconds, longest.TotalSeconds));
+        var delay = CallParkDelay;
         return _time.GetElapsedTime(Volatile.Read(ref _lastCallEnded)) > delay ? longest : delay;
     }
+
+    /// <summary>Four of the calls' smoothed duration, within 0.5 s and <see cref="LongestParkDelay"/>.</summary>
+    private TimeSpan CallParkDelay =>
+        TimeSpan.FromSeconds(Math.Clamp(4 * CallDuration.TotalSeconds, ShortestParkDelay.TotalSeconds, LongestParkDelay.TotalSeconds));
 }

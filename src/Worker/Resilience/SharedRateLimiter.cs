@@ -207,20 +207,26 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// </summary>
     public void Anticipate()
     {
+        if (!AnticipationWanted())
+            return;
+        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
+            return;
+        _ = PrefetchAsync(anticipated: true);
+    }
+
+    // No permit in hand, and a bucket neither contended nor short (leases there follow the callers actually waiting:
+    // a permit taken ahead and then unspent would be missed by another worker).
+    private bool AnticipationWanted()
+    {
         lock (_lock)
         {
             var now = time.GetUtcNow();
-            // Permits in hand, or a bucket that is contended or short (leases there follow the callers actually
-            // waiting: a permit taken ahead and then unspent would be missed by another worker).
-            if (HasLot(now) || (_nextPermits > 0 && now < _nextExpires) || (_leases > 0 && (!_lastLeaseFull || _lastRoom < LargestLease)))
-                return;
+            return !HasLot(now) && !(_nextPermits > 0 && now < _nextExpires)
+                && (Volatile.Read(ref _leases) == 0 || (_lastLeaseFull && _lastRoom >= LargestLease));
         }
-        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
-            return;
-        _ = PrefetchAsync();
     }
 
-    private async Task PrefetchAsync()
+    private async Task PrefetchAsync(bool anticipated = false)
     {
         try
         {
@@ -229,6 +235,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 return;
             try
             {
+                // A lease that ended just before may have changed the picture (permits in hand, a contended bucket).
+                if (anticipated && !AnticipationWanted())
+                    return;
                 var lease = await LeaseAsync(0, CancellationToken.None);
                 if (lease.Granted > 0)
                 {

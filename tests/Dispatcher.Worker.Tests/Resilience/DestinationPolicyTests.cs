@@ -120,11 +120,23 @@ public sealed class DestinationPolicyTests
         // One that passed the look anyway (a redelivery skips it) parks at once rather than queueing deeper.
         var parking = quick.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None);
         Assert.True(parking.IsCompleted);
-        var overflow = await parking;
+        var overflow = await parking.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Null(overflow.Outcome);
         Assert.Equal(DestinationPolicy.AtCapacity, overflow.ParkReason);
         release.SetResult(Ok());
-        Assert.All(await Task.WhenAll(calls.Concat(queued)), r => Assert.NotNull(r.Outcome));
+        Assert.All(await Task.WhenAll(calls.Concat(queued)).WaitAsync(TimeSpan.FromSeconds(10)), r => Assert.NotNull(r.Outcome));
+
+        // The deeper queue borrows only the worker's own slots: with one, a cap of 4 queues 5 at most.
+        var fewSlots = Policy(permitsPerSecond: 1000, maxConcurrency: 4, workerSlots: 1);
+        await Call(fewSlots, TimeSpan.FromMilliseconds(10));
+        var held = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var inHand = Enumerable.Range(0, 4 + 4).Select(_ => fewSlots.ExecuteAsync(_ => held.Task, CancellationToken.None)).ToList();
+        Assert.False(fewSlots.ShouldHoldBack(out _, out _));
+        inHand.Add(fewSlots.ExecuteAsync(_ => held.Task, CancellationToken.None));
+        Assert.All(inHand, t => Assert.False(t.IsCompleted));
+        Assert.True(fewSlots.ShouldHoldBack(out _, out _));
+        held.SetResult(Ok());
+        await Task.WhenAll(inHand).WaitAsync(TimeSpan.FromSeconds(10));
 
         // Not yet timed: nothing says how soon its queue empties; held back from a queue as deep as the cap, and one
         // that passed the look parks at once.
@@ -152,8 +164,16 @@ public sealed class DestinationPolicyTests
         Assert.False(hanging.ShouldHoldBack(out _, out _));
         _time.Advance(TimeSpan.FromMilliseconds(400));
         Assert.True(hanging.ShouldHoldBack(out _, out _));
+        // At 600 ms the four queued have parked (their 0.5 s wait ran out) and four more queue, as deep as the cap:
+        // unanswered for longer than a quick destination's wait, it may be hanging, and its queue stays at the cap
+        // (its park delay is now the longest, 5 s, which must not let the queue grow again).
+        _time.Advance(TimeSpan.FromMilliseconds(200));
+        Assert.All(hangingCalls.Skip(4), t => Assert.Equal(DestinationPolicy.AtCapacity, t.Result.ParkReason));
+        var requeued = Enumerable.Range(0, 4).Select(_ => hanging.ExecuteAsync(_ => hung.Task, CancellationToken.None)).ToList();
+        Assert.All(requeued, t => Assert.False(t.IsCompleted));
+        Assert.True(hanging.ShouldHoldBack(out _, out _));
         hung.SetResult(Ok());
-        await Task.WhenAll(hangingCalls);
+        await Task.WhenAll(hangingCalls.Concat(requeued)).WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     private async Task Call(DestinationPolicy policy, TimeSpan duration)
@@ -250,7 +270,7 @@ public sealed class DestinationPolicyTests
         Assert.True(policy.ShouldHoldBack(out var atCap, out var capReason));
         Assert.Equal((DestinationPolicy.AtCapacity, Floor), (capReason, atCap));
         hold.SetResult(Ok());
-        Assert.All(await Task.WhenAll(running), r => Assert.NotNull(r.Outcome));
+        Assert.All(await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(10)), r => Assert.NotNull(r.Outcome));
     }
 
     [Fact]
@@ -294,7 +314,7 @@ public sealed class DestinationPolicyTests
         Assert.Equal(100, policy.ExpectedPace);
     }
 
-    private DestinationPolicy Policy(double permitsPerSecond, int maxConcurrency = 1, TimeSpan? attemptTimeout = null) =>
+    private DestinationPolicy Policy(double permitsPerSecond, int maxConcurrency = 1, TimeSpan? attemptTimeout = null, int workerSlots = int.MaxValue) =>
         new("policy-test", new DestinationOptions
         {
             BaseUrl = new Uri("http://127.0.0.1:1/"),
@@ -305,7 +325,7 @@ public sealed class DestinationPolicyTests
             {
                 FailureRatio = 0.5, MinimumThroughput = 2, SamplingDuration = TimeSpan.FromSeconds(30), BreakDuration = Break,
             },
-        }, new DestinationMetrics($"policy-test-{Guid.NewGuid():N}"), rateLimits: null, _time);
+        }, new DestinationMetrics($"policy-test-{Guid.NewGuid():N}"), rateLimits: null, _time, workerSlots);
 
     private static List<TimeSpan> HoldBacks(DestinationPolicy policy, int count)
     {
