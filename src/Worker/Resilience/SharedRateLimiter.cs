@@ -21,6 +21,10 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     // overshoot at the downstream (50 ms measured 1.06-1.11 x the limit in the rate-accuracy bench, 20 ms 1.04-1.08).
     private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMilliseconds(20);
     private static readonly TimeSpan LeaseWorth = TimeSpan.FromMilliseconds(20);
+    // How long a lease statement may take beyond what the caller may wait for the bucket, or in the background: a
+    // database that stalls longer parks the requests waiting for a permit (a claim's lease is sized for that wait,
+    // with Worker:LeaseMargin on top) instead of holding them for a command timeout each, one after the other.
+    private static readonly TimeSpan LongestLeaseStatement = TimeSpan.FromSeconds(1);
     private readonly SemaphoreSlim _refill = new(1, 1);
     private readonly Lock _lock = new();
     // Permits in hand come in at most two lots, each handed back when its own lifetime ends: the lease being spent and,
@@ -130,15 +134,31 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     private async Task<TimeSpan?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
     {
+        var bound = deadline - time.GetUtcNow();
+        using var stalled = new CancellationTokenSource((bound > TimeSpan.Zero ? bound : TimeSpan.Zero) + LongestLeaseStatement, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stalled.Token);
+        try
+        {
+            return await WaitForPermitAsync(deadline, linked.Token, cancellationToken);
+        }
+        catch (OperationCanceledException) when (stalled.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // A lease statement (this caller's, or another's holding the refill) outlasted the wait: the database is slow.
+            return LongestLeaseStatement;
+        }
+    }
+
+    private async Task<TimeSpan?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken bounded, CancellationToken cancellationToken)
+    {
         while (true)
         {
-            await _refill.WaitAsync(cancellationToken);
+            await _refill.WaitAsync(bounded);
             try
             {
                 if (TryTakeLocal())
                     return null;
                 Interlocked.Increment(ref _foregroundLeases);
-                var lease = await LeaseAsync(Volatile.Read(ref _waiting), cancellationToken);
+                var lease = await LeaseAsync(Volatile.Read(ref _waiting), bounded);
                 if (lease.Granted > 0)
                 {
                     lock (_lock)
@@ -238,7 +258,8 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
                 // A lease that ended just before may have changed the picture (permits in hand, a contended bucket).
                 if (anticipated && !AnticipationWanted())
                     return;
-                var lease = await LeaseAsync(0, CancellationToken.None);
+                using var stalled = new CancellationTokenSource(LongestLeaseStatement, time);
+                var lease = await LeaseAsync(0, stalled.Token);
                 if (lease.Granted > 0)
                 {
                     bool giveBack;

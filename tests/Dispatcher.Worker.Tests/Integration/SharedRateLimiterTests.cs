@@ -88,6 +88,40 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
     }
 
     [Fact]
+    public async Task Callers_held_up_by_a_stalled_lease_statement_are_told_to_park_instead_of_waiting_for_it()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new RateLimitStore(dataSources);
+        var destination = $"d{Guid.NewGuid():N}";
+        var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, TimeProvider.System);
+        await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
+        await Buckets.FillAsync(postgres, 1000);
+
+        // Another session holds the bucket's row: every take waits on its lock, as it would on a stalled database.
+        await using var blocker = new NpgsqlConnection(postgres);
+        await blocker.OpenAsync();
+        await using var tx = await blocker.BeginTransactionAsync();
+        await using (var lockRow = new NpgsqlCommand("SELECT 1 FROM rate_limit_buckets WHERE destination = @d FOR UPDATE", blocker, tx))
+        {
+            lockRow.Parameters.AddWithValue("d", destination);
+            await lockRow.ExecuteNonQueryAsync();
+        }
+
+        // One caller runs the lease statement, the other waits behind it for the refill. Both come back told to park
+        // once their wait and the statement's allowance (1 s) are over; before, each waited for the lock, or for a
+        // command timeout (30 s), one after the other.
+        var first = limiter.TryAcquireAsync(TimeSpan.FromMilliseconds(200), CancellationToken.None);
+        var second = limiter.TryAcquireAsync(TimeSpan.FromMilliseconds(200), CancellationToken.None);
+        var waits = await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.All(waits, w => Assert.NotNull(w));
+
+        // The database answers again: the next caller gets its permit.
+        await tx.RollbackAsync();
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.FromSeconds(5), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_contended_bucket_is_never_leased_ahead_and_holds_its_rate()
     {
         await using var dataSources = new DispatcherDataSources(await services.CreateDatabaseAsync());
