@@ -12,8 +12,8 @@ namespace Dispatcher.Worker.Resilience;
 /// The per-destination policies around one attempt, outermost first:
 /// a concurrency cap (a concurrency limiter and its queue, as deep as the cap or, for a destination seen to empty it
 /// quickly, a little deeper (QueueFull): a request at the cap waits for a slot at most as long as it would have been
-/// parked, holding no worker slot meanwhile, and parks when the queue is full or the wait runs out), the fleet-wide rate limit (wait briefly for a permit, else park), and a circuit
-/// breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
+/// parked, holding no worker slot meanwhile, and parks when the queue is full or the wait runs out), the fleet-wide
+/// rate limit (wait briefly for a permit, else park), and a circuit breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
 /// Breaker state is per worker: see docs/design.md.
 /// </summary>
 #pragma warning disable CA1001 // The limiter has no timer, and its waiters are cancelled by their own tokens: disposing it would release nothing.
@@ -155,19 +155,18 @@ internal sealed class DestinationPolicy
     private double RatePace => _options.RateLimit.PermitsPerSecond / FleetWorkers;
 
     /// <summary>
-    /// What the cap carries at the calls' duration, per second (unbounded before the first call ends, while none is under way): their smoothed
-    /// duration, or, when longer, how long calls have been under way without any of them ending. A destination that
+    /// What the cap carries at the calls' duration, per second (unbounded before the first call ends, while none is
+    /// under way): their smoothed duration, or, when longer, how long calls have been under way without any ending. A destination that
     /// hangs has no timed call until its attempts time out, and one that was quick keeps a quick average until then;
     /// its pace falls as its calls stay unanswered instead (the isolation bench's hanging destination sent its
     /// overflow back all at once every 0.5 s for the 2 s of its AttemptTimeout).
     /// </summary>
-    private double CallPace
+    private double CallPace => CallPaceWith(Unanswered);
+
+    private double CallPaceWith(TimeSpan unanswered)
     {
-        get
-        {
-            var ticks = Math.Max(Volatile.Read(ref _callTicksAverage), Unanswered.Ticks);
-            return ticks > 0 ? _options.MaxConcurrency / TimeSpan.FromTicks(ticks).TotalSeconds : double.PositiveInfinity;
-        }
+        var ticks = Math.Max(Volatile.Read(ref _callTicksAverage), unanswered.Ticks);
+        return ticks > 0 ? _options.MaxConcurrency / TimeSpan.FromTicks(ticks).TotalSeconds : double.PositiveInfinity;
     }
 
     /// <summary>How long calls have been under way without one ending (zero when none is).</summary>
@@ -372,13 +371,15 @@ internal sealed class DestinationPolicy
         // Past the cap only by as much again, and at most the worker's own slots: the consumer's message limit keeps a
         // destination's cap twice beside the worker's slots, so the deeper queue borrows only from the worker's share
         // (for half a park delay at most), never another destination's. Not at all when untimed or paced by the rate limit.
-        if (queued >= _deepestQueue || Volatile.Read(ref _callTicksAverage) == 0 || CallPace >= RatePace)
+        var unanswered = Unanswered;
+        var pace = CallPaceWith(unanswered);
+        if (queued >= _deepestQueue || Volatile.Read(ref _callTicksAverage) == 0 || pace >= RatePace)
             return true;
         // Half the time a request waits in the queue before it parks, at the calls' pace: the last one in still gets
         // its turn. Not once its calls have gone unanswered for that long: it may have started hanging (and then it
         // waits the longest park delay, which must not let its queue grow again).
         var wait = CallParkDelay;
-        return Unanswered > wait || queued / CallPace >= wait.TotalSeconds / 2;
+        return unanswered > wait || queued / pace >= wait.TotalSeconds / 2;
     }
 
     /// <summary>The shortest a request waits or stays parked at the cap: a park (claim, commit, outbox row, resend) is not free.</summary>

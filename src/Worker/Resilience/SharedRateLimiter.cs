@@ -103,6 +103,9 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         }
     }
 
+    /// <summary>The last lease left the bucket room for another lease's worth: nobody is short of permits. Under the lock.</summary>
+    private bool BucketHadRoom => _lastRoom >= LargestLease;
+
     /// <summary>The most a lease asks for: <see cref="LeaseWorth"/> of the rate, at most the bucket's capacity.</summary>
     private double LargestLease => Math.Min(Math.Max(1, Math.Ceiling(PermitsPerSecond * LeaseWorth.TotalSeconds)), Capacity);
 
@@ -215,9 +218,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || _nextPermits > 0)
                 return;
         }
-        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
-            return;
-        _ = PrefetchAsync();
+        StartPrefetch(anticipated: false);
     }
 
     /// <summary>
@@ -227,11 +228,15 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// </summary>
     public void Anticipate()
     {
-        if (!AnticipationWanted())
-            return;
-        if (Interlocked.Exchange(ref _prefetching, 1) == 1)
-            return;
-        _ = PrefetchAsync(anticipated: true);
+        if (AnticipationWanted())
+            StartPrefetch(anticipated: true);
+    }
+
+    // One background lease at a time.
+    private void StartPrefetch(bool anticipated)
+    {
+        if (Interlocked.Exchange(ref _prefetching, 1) == 0)
+            _ = PrefetchAsync(anticipated);
     }
 
     // No permit in hand, and a bucket neither contended nor short (leases there follow the callers actually waiting:
@@ -242,11 +247,11 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
         {
             var now = time.GetUtcNow();
             return !HasLot(now) && !(_nextPermits > 0 && now < _nextExpires)
-                && (Volatile.Read(ref _leases) == 0 || (_lastLeaseFull && _lastRoom >= LargestLease));
+                && (Volatile.Read(ref _leases) == 0 || (_lastLeaseFull && BucketHadRoom));
         }
     }
 
-    private async Task PrefetchAsync(bool anticipated = false)
+    private async Task PrefetchAsync(bool anticipated)
     {
         try
         {
@@ -344,7 +349,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             return;
         _unused += permits;
         _unusedMetric.Inc(permits);
-        if (_lastRoom >= LargestLease)
+        if (BucketHadRoom)
             return;
         _unspent[slot] = _unspent.GetValueOrDefault(slot) + permits;
     }

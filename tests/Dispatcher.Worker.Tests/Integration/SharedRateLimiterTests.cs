@@ -62,8 +62,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // the caller then finds its permit in hand instead of waiting for a round trip.
         var plenty = $"d{Guid.NewGuid():N}";
         var limiter = new SharedRateLimiter(plenty, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
-        await store.TakeAsync(plenty, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
-        await Buckets.FillAsync(postgres, 1000);
+        await Buckets.CreateFullAsync(postgres, store, plenty, 1000, 1000);
         Assert.Equal(0, limiter.PermitsInHand);
         limiter.Anticipate();
         await Eventually.TrueAsync(() => limiter.PermitsInHand > 0, TimeSpan.FromSeconds(10), "a lease taken in the background");
@@ -95,8 +94,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         var store = new RateLimitStore(dataSources);
         var destination = $"d{Guid.NewGuid():N}";
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, TimeProvider.System);
-        await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
-        await Buckets.FillAsync(postgres, 1000);
+        await Buckets.CreateFullAsync(postgres, store, destination, 1000, 1000);
 
         // Another session holds the bucket's row: every take waits on its lock, as it would on a stalled database.
         await using var blocker = new NpgsqlConnection(postgres);
@@ -159,8 +157,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         // Burst 12: the bucket never holds more than 12 permits, so after a lease of 10 it is short (at most 2 left).
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 12 }, store, time);
-        await store.TakeAsync(destination, 0, 1000, 12, CancellationToken.None); // creates the bucket, then fill it
-        await Buckets.FillAsync(postgres, 12);
+        await Buckets.CreateFullAsync(postgres, store, destination, 1000, 12);
 
         var clock = Stopwatch.StartNew();
         // A permit, and 1 ms later another: the demand looks like 1,000/s, so the second lease is sized for its
@@ -202,8 +199,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         // 1,000/s with a burst of 1,000, and 11 permits asked for: after each lease the bucket could grant far more
         // than a lease's worth, so nobody is short and the unspent permits are only counted.
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
-        await store.TakeAsync(destination, 0, 1000, 1000, CancellationToken.None); // creates the bucket, then fill it
-        await Buckets.FillAsync(postgres, 1000);
+        await Buckets.CreateFullAsync(postgres, store, destination, 1000, 1000);
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         time.Advance(TimeSpan.FromMilliseconds(1));
         for (var i = 0; i < 3; i++)

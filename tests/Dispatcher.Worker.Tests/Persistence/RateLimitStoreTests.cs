@@ -44,8 +44,7 @@ public sealed class RateLimitStoreTests(ServicesFixture services)
         const string destination = "partner";
         const double rate = 50;
         const double capacity = 200;
-        await store.TakeAsync(destination, 0, rate, capacity, CancellationToken.None); // creates the bucket, then fill it
-        await Buckets.FillAsync(postgres, 200);
+        await Buckets.CreateFullAsync(postgres, store, destination, rate, capacity);
 
         var first = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
         var second = await store.TakeAsync(destination, 30, rate, capacity, CancellationToken.None);
