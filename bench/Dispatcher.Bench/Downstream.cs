@@ -57,12 +57,15 @@ internal sealed class Downstream : IAsyncDisposable
         var root = json.RootElement;
         var times = root.TryGetProperty("times", out var t) ? t.EnumerateArray().Select(e => e.GetDouble()).ToArray() : [];
         Array.Sort(times);
-        return new Stats(root.GetProperty("now").GetDouble(), root.GetProperty("count").GetInt32(), root.GetProperty("maxInFlight").GetInt32(), times);
+        return new Stats(root.GetProperty("now").GetDouble(), root.GetProperty("count").GetInt32(), root.GetProperty("maxInFlight").GetInt32(), times,
+            root.GetProperty("meanInFlight").GetDouble(), root.GetProperty("meanServedMs").GetDouble());
     }
 
     /// <param name="Now">The child's clock (ms since it started).</param>
     /// <param name="Times">Arrival times, sorted, in ms on the child's clock.</param>
-    public sealed record Stats(double Now, int Count, int MaxInFlight, double[] Times);
+    /// <param name="MeanInFlight">Calls in flight, time-weighted, from the first arrival to the last answer.</param>
+    /// <param name="MeanServedMs">How long a call stayed at the downstream, on average (arrival to answer written).</param>
+    public sealed record Stats(double Now, int Count, int MaxInFlight, double[] Times, double MeanInFlight, double MeanServedMs);
 
     public static async Task<int> RunChildAsync(string[] args)
     {
@@ -117,7 +120,7 @@ internal sealed class Downstream : IAsyncDisposable
             }
             finally
             {
-                recording?.Left();
+                recording?.Left(clock.Elapsed.TotalMilliseconds);
             }
         });
         await app.StartAsync();
@@ -132,20 +135,30 @@ internal sealed class Downstream : IAsyncDisposable
         private readonly List<double> _times = [];
         private int _inFlight;
         private int _maxInFlight;
+        private double _lastChange;
+        private double _lastLeft;
+        private double _inFlightArea; // in-flight count integrated over time (ms)
 
         public void Arrived(double at)
         {
             lock (_lock)
             {
+                if (_times.Count > 0)
+                    _inFlightArea += _inFlight * (at - _lastChange);
+                _lastChange = at;
                 _times.Add(at);
                 _maxInFlight = Math.Max(_maxInFlight, ++_inFlight);
             }
         }
 
-        public void Left()
+        public void Left(double at)
         {
             lock (_lock)
+            {
+                _inFlightArea += _inFlight * (at - _lastChange);
+                _lastChange = _lastLeft = at;
                 _inFlight--;
+            }
         }
 
         public string ToJson(double now, bool withTimes)
@@ -154,6 +167,9 @@ internal sealed class Downstream : IAsyncDisposable
             lock (_lock)
             {
                 sb.Append(CultureInfo.InvariantCulture, $"{{\"now\":{now:0.###},\"count\":{_times.Count},\"maxInFlight\":{_maxInFlight}");
+                // Time-weighted mean of the calls in flight, from the first arrival to the last answer.
+                var span = _times.Count > 0 ? _lastLeft - _times[0] : 0;
+                sb.Append(CultureInfo.InvariantCulture, $",\"meanInFlight\":{(span > 0 ? _inFlightArea / span : 0):0.###},\"meanServedMs\":{(_times.Count > 0 ? _inFlightArea / _times.Count : 0):0.###}");
                 if (withTimes)
                 {
                     sb.Append(",\"times\":[");

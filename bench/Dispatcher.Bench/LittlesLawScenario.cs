@@ -32,9 +32,9 @@ internal static class LittlesLawScenario
         Console.WriteLine();
         Console.WriteLine($"### littles-law ({count:N0} requests, downstream latency {LatencyMs} ms, concurrency {Concurrency}, {Environment.ProcessorCount} cores)");
         Console.WriteLine();
-        Console.WriteLine("| path | dispatches/s (steady, 10–90 %) | over 256 / 0.1 s | downstream max in flight | bench process CPU ms/msg | wall s | parked at the destination's cap |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
-        Console.WriteLine($"| Little's law bound: {Concurrency} in flight / {LatencyMs / 1000.0:0.0} s | {ideal:N0} | 1.00 | {Concurrency} | | | |");
+        Console.WriteLine("| path | dispatches/s (steady, 10–90 %) | over 256 / 0.1 s | downstream max in flight | downstream mean in flight | downstream mean ms per call | bench process CPU ms/msg | wall s | parked at the destination's cap |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| Little's law bound: {Concurrency} in flight / {LatencyMs / 1000.0:0.0} s | {ideal:N0} | 1.00 | {Concurrency} | {Concurrency} | {LatencyMs} | | | |");
         Row("bare MassTransit consumer calling /delay/100 (HttpClient, 256 connections)", bare);
         Row("Dispatcher end to end (claim, call, commit, event)", dispatcher);
         Console.WriteLine();
@@ -46,10 +46,10 @@ internal static class LittlesLawScenario
             Console.WriteLine($"(stopped at the {PhaseLimit.TotalSeconds:0} s limit: bare {bare.Progress.Final:N0}, Dispatcher {dispatcher.Progress.Final:N0} of {count:N0})");
 
         void Row(string name, Run run) =>
-            Console.WriteLine($"| {name} | {run.Rate:N0} | {run.Rate / ideal:0.00} | {run.MaxInFlight} | {run.Measured.CpuMsPerMessage:0.000} | {run.Measured.Wall.TotalSeconds:0.0} | {(run.Parked is { } p ? p.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) : "")} |");
+            Console.WriteLine($"| {name} | {run.Rate:N0} | {run.Rate / ideal:0.00} | {run.MaxInFlight} | {run.MeanInFlight:0} | {run.MeanServedMs:0.0} | {run.Measured.CpuMsPerMessage:0.000} | {run.Measured.Wall.TotalSeconds:0.0} | {(run.Parked is { } p ? p.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) : "")} |");
     }
 
-    private sealed record Run(double Rate, Progress Progress, Measurement.Result Measured, int MaxInFlight, double? Parked = null);
+    private sealed record Run(double Rate, Progress Progress, Measurement.Result Measured, int MaxInFlight, double MeanInFlight, double MeanServedMs, double? Parked = null);
 
     private static async Task<Run> BareAsync(BenchEnvironment env, int count)
     {
@@ -79,7 +79,7 @@ internal static class LittlesLawScenario
         await bus.StopAsync();
         await Harness.DeleteQueuesAsync(env, queue);
         var stats = await env.Downstream.GetStatsAsync(key, withTimes: false);
-        return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight);
+        return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight, stats.MeanInFlight, stats.MeanServedMs);
     }
 
     private static async Task<Run> DispatcherAsync(BenchEnvironment env, int count)
@@ -101,7 +101,7 @@ internal static class LittlesLawScenario
             await worker.StopAsync();
             await Harness.DeleteQueuesAsync(env, queue);
             var stats = await env.Downstream.GetStatsAsync(destination, withTimes: false);
-            return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight,
+            return new Run(progress.SteadyRate(), progress, measured, stats.MaxInFlight, stats.MeanInFlight, stats.MeanServedMs,
                 DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value);
         }
     }
