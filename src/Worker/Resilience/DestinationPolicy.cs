@@ -62,7 +62,7 @@ internal sealed class DestinationPolicy
         _deepestQueue = (long)options.MaxConcurrency + Math.Min(options.MaxConcurrency, Math.Max(0, workerSlots));
         _options = options;
         _time = time;
-        _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time);
+        _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time, () => FleetWorkers);
         _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
             PermitLimit = options.MaxConcurrency,

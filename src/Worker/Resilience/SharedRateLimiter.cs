@@ -16,18 +16,21 @@ namespace Dispatcher.Worker.Resilience;
 /// lease rather than one per request.
 /// </summary>
 /// <remarks>
-/// A lot lives <see cref="LeaseLifetime"/> (20 ms) while the bucket is contended or short, and
-/// <see cref="UncontendedLife"/> (250 ms) while it is uncontended with room (the last lease was granted in full and
-/// left room for another), sized for the demand over that life, still at most <see cref="LargestLease"/>. What lots
-/// carried from one second into the next can add to a window is bounded by what they hold (two lots of at most
-/// <see cref="LargestLease"/>), not by how long they live. With 20-ms lots on a busy machine (a lease taking 10-20 ms),
-/// a stream of ~2,000 requests/s to a destination limited to 1,000,000/s waited for 206 of 311 leases, 21 ms on
-/// average per request while holding its call slot, and 40 % of the permits leased ended unspent between bursts;
-/// with 250-ms lots 2-3 of ~60 leases were waited for and a request waited 0.7-1.7 ms (littles-law bench,
-/// docs/benchmarks.md, session 8).
+/// A lot lives <see cref="LeaseLifetime"/> (20 ms), so the permits carried from one second into the next are at
+/// most what the bucket granted the whole fleet in the last 20 ms. A lot that is small against the rate may live
+/// <see cref="UncontendedLife"/> (250 ms) while the bucket is uncontended with room (the last lease was granted in
+/// full and left room for another): one sized for that life's demand and at most <see cref="LongLotCap"/>, so that
+/// the long lots of the whole fleet (counted by its heartbeats) together hold no more than 20 ms of the rate, as
+/// 20-ms lots at most did. This is for destinations whose limit is far above what is sent: with 20-ms lots on a busy
+/// machine (a lease taking 10-20 ms), a stream of ~2,000 requests/s to a destination limited to 1,000,000/s waited
+/// for 206 of 311 leases, 21 ms on average per request while holding its call slot, and 40 % of the permits leased
+/// ended unspent between the bursts of calls ending together; with 250-ms lots 2-3 of ~60 leases were waited for,
+/// and a request waited 0.7-1.7 ms (littles-law bench, docs/benchmarks.md, session 8). A destination sent close to
+/// its limit keeps 20-ms lots.
 /// </remarks>
 #pragma warning disable CA1001 // The SemaphoreSlim never allocates a wait handle: nothing to dispose.
-internal sealed class SharedRateLimiter(string destination, RateLimitOptions options, RateLimitStore store, TimeProvider time)
+internal sealed class SharedRateLimiter(
+    string destination, RateLimitOptions options, RateLimitStore store, TimeProvider time, Func<int>? fleetWorkers = null)
 {
     // Calls in any second come from grants in that second and up to a lifetime before it: the lifetime is part of the
     // overshoot at the downstream (50 ms measured 1.06-1.11 x the limit in the rate-accuracy bench, 20 ms 1.04-1.08).
@@ -67,6 +70,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private int _lastLeaseSize;
     // The life given to the last lease's lot.
     private TimeSpan _lastLife = LeaseLifetime;
+    private readonly Func<int> _fleetWorkers = fleetWorkers ?? (() => 1);
     private int _prefetching;
     private int _foregroundLeases;
     private int _leases;
@@ -122,11 +126,11 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     private bool BucketHadRoom => _lastRoom >= LargestLease;
 
     /// <summary>
-    /// How long the next lot lives, and how much of the demand it is sized for: <see cref="UncontendedLife"/> while the
-    /// bucket is uncontended with room (the last lease was granted in full and left room for another), else
-    /// <see cref="LeaseLifetime"/>. Under the lock.
+    /// The most a lot living <see cref="UncontendedLife"/> may hold: the fleet's long lots (a lot and its top-up per
+    /// worker) together at most <see cref="LeaseWorth"/> of the rate, and never more than a lease may ask for.
     /// </summary>
-    private TimeSpan LotLife => _leases > 0 && _lastLeaseFull && BucketHadRoom ? UncontendedLife : LeaseLifetime;
+    private double LongLotCap =>
+        Math.Min(Math.Floor(PermitsPerSecond * LeaseWorth.TotalSeconds / (2 * Math.Max(1, _fleetWorkers()))), LargestLease);
 
     /// <summary>The life the last lease's lot was given (for tests).</summary>
     internal TimeSpan LastLotLife
@@ -219,11 +223,16 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
 
     private async Task<RateLimitLease> LeaseAsync(int waiting, CancellationToken cancellationToken)
     {
-        TimeSpan life;
+        bool roomy;
         lock (_lock)
-            life = LotLife;
-        var demand = Math.Ceiling(EstimateDemand() * life.TotalSeconds);
-        var want = (int)Math.Clamp(Math.Max(waiting, demand), 1, LargestLease);
+            roomy = _leases > 0 && _lastLeaseFull && BucketHadRoom;
+        // A long lot when the bucket has plenty and what it would hold is small (see the class); else a 20-ms lot.
+        var demand = EstimateDemand();
+        var longWant = Math.Max(waiting, Math.Ceiling(demand * UncontendedLife.TotalSeconds));
+        var longLot = roomy && longWant <= LongLotCap;
+        var want = longLot
+            ? (int)Math.Max(1, longWant)
+            : (int)Math.Clamp(Math.Max(waiting, Math.Ceiling(demand * LeaseLifetime.TotalSeconds)), 1, LargestLease);
         var lease = await store.TakeAsync(destination, want, PermitsPerSecond, Capacity, cancellationToken);
         Interlocked.Add(ref _leased, lease.Granted);
         _leasedMetric.Inc(lease.Granted);
@@ -233,7 +242,8 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             _lastLeaseFull = lease.Granted == want;
             _lastLeaseSize = want;
             _lastRoom = lease.Room;
-            _lastLife = LotLife;
+            // Long only if this lease, too, found the bucket uncontended with room.
+            _lastLife = longLot && _lastLeaseFull && BucketHadRoom ? UncontendedLife : LeaseLifetime;
         }
         return lease;
     }
@@ -251,7 +261,7 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
             // slower than its estimate would otherwise see the rest expire and wait for the next lease). Never a
             // third lot: a top-up already in hand is enough.
             var runningLow = _permits <= _lastLeaseSize / 2 || time.GetUtcNow() >= _expires - _lastLife / 2;
-            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || _nextPermits > 0)
+            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || (_nextPermits > 0 && time.GetUtcNow() < _nextExpires))
                 return;
         }
         StartPrefetch(anticipated: false);
@@ -357,9 +367,23 @@ internal sealed class SharedRateLimiter(string destination, RateLimitOptions opt
     /// <summary>A lot in hand with permits left and unexpired. Under the lock.</summary>
     private bool HasLot(DateTimeOffset now) => _permits > 0 && now < _expires;
 
-    /// <summary>The lot in hand spent or expired: its top-up (if any, and unexpired) becomes the lot. Under the lock.</summary>
+    /// <summary>
+    /// The lot in hand spent or expired: its top-up (if any, and unexpired) becomes the lot. Lots of different lives
+    /// (a long lot topped up by a 20-ms one) are spent the one expiring first first, and a top-up that expired is
+    /// retired even while the lot in hand lives (else it would block the next top-up). Under the lock.
+    /// </summary>
     private void Roll(DateTimeOffset now)
     {
+        if (_nextPermits > 0 && now >= _nextExpires)
+        {
+            Unspent(_nextSlot, _nextPermits);
+            _nextPermits = 0;
+        }
+        if (HasLot(now) && _nextPermits > 0 && _nextExpires < _expires)
+        {
+            (_permits, _expires, _slot, _nextPermits, _nextExpires, _nextSlot) =
+                (_nextPermits, _nextExpires, _nextSlot, _permits, _expires, _slot);
+        }
         if (HasLot(now))
             return;
         Unspent(_slot, _permits);

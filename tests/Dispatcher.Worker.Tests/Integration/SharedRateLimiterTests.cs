@@ -21,11 +21,10 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
             new RateLimitStore(dataSources), TimeProvider.System);
 
         // A new bucket starts empty: a first permit, then 300 at ~400/s (never catching up after a late wake-up, so
-        // the stream stays well under 1,000/s). Leases sized to the demand over a lot's life (250 ms in a bucket with
-        // room: at most 20 ms of the rate, 20 permits) are topped up in the background when half spent or half
-        // through their life, so callers rarely wait for a round trip: 2 of 300 waited, over 18-19 leases (measured;
-        // with 20-ms lots of ~5 permits, 3 over 57-59 leases). Topped up only when half spent, 13-21 waited; with no
-        // top-up every lease would be a wait.
+        // the stream stays well under 1,000/s). Leases sized to the demand (~5 permits: a lot lives 20 ms; at 40 % of
+        // the rate the stream is too close to its limit for longer lots) are topped up in the background when half
+        // spent or half through their life, so callers rarely wait for a round trip: 3 of 300 waited, over 57-59
+        // leases (measured). Topped up only when half spent, 13-21 waited; with no top-up every lease would be a wait.
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.FromSeconds(1), CancellationToken.None));
         var before = limiter.ForegroundLeases;
         var leasesBefore = limiter.Leases;
@@ -44,7 +43,7 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         }
         var waited = limiter.ForegroundLeases - before;
         // Topped up, never stocked: at most a lease and its top-up in hand (a lease is at most 20 ms of the rate: 20
-        // permits), each handed back at the end of its life. (A first version added each top-up to the lot in hand and
+        // permits), each handed back 20 ms after its grant. (A first version added each top-up to the lot in hand and
         // restarted its life: the stock grew by ~250 permits a second, which a later surge would spend at once.)
         Assert.True(mostInHand <= 2 * 20, $"{mostInHand} permits in hand at most");
         var leases = limiter.Leases - leasesBefore;
@@ -199,31 +198,69 @@ public sealed class SharedRateLimiterTests(ServicesFixture services)
         var store = new RateLimitStore(dataSources);
         var destination = $"d{Guid.NewGuid():N}";
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        // 1,000/s with a burst of 1,000: after each lease the bucket could grant far more than a lease's worth, so
-        // nobody is short. Lots then live 250 ms instead of 20 (sized for the demand over that life, still at most 20
-        // ms of the rate: 20 permits), and their unspent permits are only counted.
+        // 1,000/s with a burst of 1,000, and 11 permits asked for: after each lease the bucket could grant far more
+        // than a lease's worth, so nobody is short and the unspent permits are only counted.
         var limiter = new SharedRateLimiter(destination, new RateLimitOptions { PermitsPerSecond = 1000, Burst = 1000 }, store, time);
         await Buckets.CreateFullAsync(postgres, store, destination, 1000, 1000);
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         time.Advance(TimeSpan.FromMilliseconds(1));
         for (var i = 0; i < 3; i++)
             Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
-        Assert.Equal(TimeSpan.FromMilliseconds(250), limiter.LastLotLife);
-        Assert.Equal(21, limiter.LeasedPermits);
-        Assert.Equal(17, limiter.PermitsInHand);
+        // A demand of ~500/s against 1,000/s: too close to the limit for a long lot.
+        Assert.Equal(TimeSpan.FromMilliseconds(20), limiter.LastLotLife);
+        time.Advance(TimeSpan.FromMilliseconds(25));
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
 
-        // Past a contended lot's life (20 ms) the permits are still in hand: no lease.
+        Assert.Equal(7, limiter.UnusedPermits);
+        Assert.Equal(0, limiter.GivenBackPermits);
+        Assert.False(limiter.GivingBack);
+    }
+
+    [Fact]
+    public async Task Lots_small_against_a_roomy_bucket_live_250_ms_and_the_fleet_bounds_how_small()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new RateLimitStore(dataSources);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        // A limit far above what is sent (1,000,000/s; a burst of 100,000): after a first permit, a demand of ~500/s
+        // leases a lot for 250 ms of it (125 permits), which lives 250 ms instead of 20.
+        var roomy = $"d{Guid.NewGuid():N}";
+        var limiter = new SharedRateLimiter(roomy, new RateLimitOptions { PermitsPerSecond = 1_000_000, Burst = 100_000 }, store, time);
+        await Buckets.CreateFullAsync(postgres, store, roomy, 1_000_000, 100_000);
+        Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(TimeSpan.FromMilliseconds(20), limiter.LastLotLife); // the first lease: nothing known of the bucket
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        for (var i = 0; i < 3; i++)
+            Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(TimeSpan.FromMilliseconds(250), limiter.LastLotLife);
+        Assert.Equal(126, limiter.LeasedPermits);
+        Assert.Equal(122, limiter.PermitsInHand);
+
+        // Past a 20-ms lot's life the permits are still in hand: no lease.
         time.Advance(TimeSpan.FromMilliseconds(25));
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         Assert.Equal(2, limiter.Leases);
         Assert.Equal(0, limiter.UnusedPermits);
 
-        // Past its own: the 16 left end unspent, the next caller leases afresh, and no statement hands them back.
+        // Past its own: the 121 left end unspent, the next caller leases afresh, and no statement hands them back
+        // (the bucket has plenty).
         time.Advance(TimeSpan.FromMilliseconds(250));
         Assert.Null(await limiter.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
         Assert.Equal(3, limiter.Leases);
-        Assert.Equal(16, limiter.UnusedPermits);
+        Assert.Equal(121, limiter.UnusedPermits);
         Assert.Equal(0, limiter.GivenBackPermits);
-        Assert.False(limiter.GivingBack);
+
+        // The same demand in a fleet of 100 workers: their long lots together may hold 20 ms of the rate (20,000), so
+        // each at most 100 permits: 125 is too many, and the lot is a 20-ms one sized for 20 ms of the demand.
+        var fleet = $"d{Guid.NewGuid():N}";
+        var member = new SharedRateLimiter(fleet, new RateLimitOptions { PermitsPerSecond = 1_000_000, Burst = 100_000 }, store, time, () => 100);
+        await Buckets.CreateFullAsync(postgres, store, fleet, 1_000_000, 100_000);
+        Assert.Null(await member.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Null(await member.TryAcquireAsync(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(TimeSpan.FromMilliseconds(20), member.LastLotLife);
+        Assert.Equal(11, member.LeasedPermits);
     }
 }
