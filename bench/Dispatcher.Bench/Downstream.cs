@@ -58,14 +58,20 @@ internal sealed class Downstream : IAsyncDisposable
         var times = root.TryGetProperty("times", out var t) ? t.EnumerateArray().Select(e => e.GetDouble()).ToArray() : [];
         Array.Sort(times);
         return new Stats(root.GetProperty("now").GetDouble(), root.GetProperty("count").GetInt32(), root.GetProperty("maxInFlight").GetInt32(), times,
-            root.GetProperty("meanInFlight").GetDouble(), root.GetProperty("meanServedMs").GetDouble());
+            root.GetProperty("inFlightArea").GetDouble());
     }
 
     /// <param name="Now">The child's clock (ms since it started).</param>
     /// <param name="Times">Arrival times, sorted, in ms on the child's clock.</param>
-    /// <param name="MeanInFlight">Calls in flight, time-weighted, from the first arrival to the last answer.</param>
-    /// <param name="MeanServedMs">How long a call stayed at the downstream, on average (arrival to answer written).</param>
-    public sealed record Stats(double Now, int Count, int MaxInFlight, double[] Times, double MeanInFlight, double MeanServedMs);
+    /// <param name="InFlightArea">Calls in flight integrated over the child's clock up to <paramref name="Now"/> (call-ms).</param>
+    public sealed record Stats(double Now, int Count, int MaxInFlight, double[] Times, double InFlightArea)
+    {
+        /// <summary>Calls in flight on average, time-weighted, from <paramref name="earlier"/> to this snapshot.</summary>
+        public double MeanInFlightSince(Stats earlier) => Now > earlier.Now ? (InFlightArea - earlier.InFlightArea) / (Now - earlier.Now) : 0;
+
+        /// <summary>How long a call stayed at the downstream on average (arrival to answer), over the calls that arrived since <paramref name="earlier"/>.</summary>
+        public double MeanServedMsSince(Stats earlier) => Count > earlier.Count ? (InFlightArea - earlier.InFlightArea) / (Count - earlier.Count) : 0;
+    }
 
     public static async Task<int> RunChildAsync(string[] args)
     {
@@ -82,9 +88,9 @@ internal sealed class Downstream : IAsyncDisposable
             if (path.StartsWith("/__stats/", StringComparison.Ordinal))
             {
                 var withTimes = context.Request.Query["times"] != "0";
-                var recorder = recorders.GetOrAdd(path[9..], _ => new Recorder());
+                var recorder = recorders.GetOrAdd(path[9..], _ => new Recorder(clock));
                 context.Response.ContentType = "application/json";
-                await context.Response.WriteAsync(recorder.ToJson(clock.Elapsed.TotalMilliseconds, withTimes));
+                await context.Response.WriteAsync(recorder.ToJson(withTimes));
                 return;
             }
 
@@ -92,8 +98,8 @@ internal sealed class Downstream : IAsyncDisposable
             if (path.StartsWith("/record/", StringComparison.Ordinal))
             {
                 var end = path.IndexOf('/', 8);
-                recording = recorders.GetOrAdd(end < 0 ? path[8..] : path[8..end], _ => new Recorder());
-                recording.Arrived(clock.Elapsed.TotalMilliseconds);
+                recording = recorders.GetOrAdd(end < 0 ? path[8..] : path[8..end], _ => new Recorder(clock));
+                recording.Arrived();
                 path = end < 0 ? "" : path[end..];
             }
             try
@@ -120,7 +126,7 @@ internal sealed class Downstream : IAsyncDisposable
             }
             finally
             {
-                recording?.Left(clock.Elapsed.TotalMilliseconds);
+                recording?.Left();
             }
         });
         await app.StartAsync();
@@ -129,47 +135,49 @@ internal sealed class Downstream : IAsyncDisposable
         return 0;
     }
 
-    private sealed class Recorder
+    /// <summary>One key's calls. Times are read from the shared clock under the lock, so they are in order.</summary>
+    private sealed class Recorder(Stopwatch clock)
     {
         private readonly Lock _lock = new();
         private readonly List<double> _times = [];
         private int _inFlight;
         private int _maxInFlight;
         private double _lastChange;
-        private double _lastLeft;
-        private double _inFlightArea; // in-flight count integrated over time (ms)
+        private double _inFlightArea; // calls in flight integrated over time (call-ms), up to _lastChange
 
-        public void Arrived(double at)
+        public void Arrived()
         {
             lock (_lock)
             {
-                if (_times.Count > 0)
-                    _inFlightArea += _inFlight * (at - _lastChange);
+                var at = clock.Elapsed.TotalMilliseconds;
+                _inFlightArea += _inFlight * (at - _lastChange);
                 _lastChange = at;
                 _times.Add(at);
                 _maxInFlight = Math.Max(_maxInFlight, ++_inFlight);
             }
         }
 
-        public void Left(double at)
+        public void Left()
         {
             lock (_lock)
             {
+                var at = clock.Elapsed.TotalMilliseconds;
                 _inFlightArea += _inFlight * (at - _lastChange);
-                _lastChange = _lastLeft = at;
+                _lastChange = at;
                 _inFlight--;
             }
         }
 
-        public string ToJson(double now, bool withTimes)
+        public string ToJson(bool withTimes)
         {
             var sb = new StringBuilder();
             lock (_lock)
             {
-                sb.Append(CultureInfo.InvariantCulture, $"{{\"now\":{now:0.###},\"count\":{_times.Count},\"maxInFlight\":{_maxInFlight}");
-                // Time-weighted mean of the calls in flight, from the first arrival to the last answer.
-                var span = _times.Count > 0 ? _lastLeft - _times[0] : 0;
-                sb.Append(CultureInfo.InvariantCulture, $",\"meanInFlight\":{(span > 0 ? _inFlightArea / span : 0):0.###},\"meanServedMs\":{(_times.Count > 0 ? _inFlightArea / _times.Count : 0):0.###}");
+                var now = clock.Elapsed.TotalMilliseconds;
+                // The area up to now: two snapshots give the mean in flight between them, and the mean time per call.
+                var area = _inFlightArea + _inFlight * (now - _lastChange);
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"{{\"now\":{now:0.###},\"count\":{_times.Count},\"maxInFlight\":{_maxInFlight},\"inFlightArea\":{area:0.###}");
                 if (withTimes)
                 {
                     sb.Append(",\"times\":[");

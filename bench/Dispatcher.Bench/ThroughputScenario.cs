@@ -25,6 +25,7 @@ internal static class ThroughputScenario
     // and a pass measured from the host's start also measured its start-up (in the Dispatcher pass, 885 methods
     // compiled by the JIT, 670 ms of compiling, about a tenth of the worker's CPU in the pass).
     private const int WarmUp = 3_000;
+    private static readonly TimeSpan PhaseLimit = TimeSpan.FromSeconds(120);
 
     public static async Task RunAsync(BenchEnvironment env, int count, bool profileAllocations = false)
     {
@@ -171,9 +172,9 @@ internal static class ThroughputScenario
                     var n = Interlocked.Increment(ref consumed) - WarmUp;
                     if (n == 0)
                         Volatile.Write(ref measurement, Measurement.Start());
-                    else if (n == count / 10)
+                    if (n == count / 10)
                         at10 = Stopwatch.GetTimestamp();
-                    else if (n == count * 9 / 10)
+                    if (n == count * 9 / 10)
                         at90 = Stopwatch.GetTimestamp();
                     if (n == count)
                         done.TrySetResult();
@@ -182,7 +183,7 @@ internal static class ThroughputScenario
             });
         });
         await bus.StartAsync();
-        await done.Task;
+        await done.Task.WaitAsync(PhaseLimit);
         SpinWait.SpinUntil(() => Volatile.Read(ref measurement) is not null); // its handler may still be on its way
         var result = Volatile.Read(ref measurement)!.Stop(count);
         await bus.StopAsync();
@@ -224,7 +225,11 @@ internal static class ThroughputScenario
         await app.StartAsync();
         var tStarted = Stopwatch.GetTimestamp();
         while (succeeded.Value < WarmUp)
+        {
+            if (Stopwatch.GetElapsedTime(t0) > PhaseLimit)
+                throw new TimeoutException($"throughput: {succeeded.Value:N0} of the {WarmUp:N0} warm-up requests succeeded within {PhaseLimit.TotalSeconds:0} s");
             await Task.Delay(TimeSpan.FromMilliseconds(5));
+        }
         var tWarm = Stopwatch.GetTimestamp();
         var parkedBefore = DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value;
 
@@ -236,10 +241,13 @@ internal static class ThroughputScenario
         var jitTime = System.Runtime.JitInfo.GetCompilationTime();
         // (A few past the warm-up may have completed before this look: the pass measures those still to come.)
         var from = succeeded.Value;
-        var measured = (int)(WarmUp + count - from);
+        var measured = (int)Math.Max(1, WarmUp + count - from);
+        var measuring = Stopwatch.GetTimestamp();
         long at10 = 0, at90 = 0;
         while (succeeded.Value < WarmUp + count)
         {
+            if (Stopwatch.GetElapsedTime(measuring) > PhaseLimit)
+                throw new TimeoutException($"throughput: {succeeded.Value - from:N0} of {measured:N0} requests succeeded within {PhaseLimit.TotalSeconds:0} s");
             await Task.Delay(TimeSpan.FromMilliseconds(5));
             var done = succeeded.Value - from;
             if (at10 == 0 && done >= measured / 10)
@@ -249,17 +257,27 @@ internal static class ThroughputScenario
         }
         var result = measurement.Stop(measured);
         var end = Stopwatch.GetTimestamp();
+        var unpublished = await UnpublishedEventsAsync(postgres);
         (at10, at90) = (at10 == 0 ? end : at10, at90 == 0 ? end : at90); // passed between the last poll and the end
         var timeline = $"host started in {Stopwatch.GetElapsedTime(t0, tStarted).TotalSeconds:0.00} s, its {WarmUp:N0} warm-up requests done at " +
             $"{Stopwatch.GetElapsedTime(t0, tWarm).TotalSeconds:0.00} s; then 10 % of the measured ones after {Stopwatch.GetElapsedTime(tWarm, at10).TotalSeconds:0.00} s, " +
             $"90 % after {Stopwatch.GetElapsedTime(tWarm, at90).TotalSeconds:0.00} s, all after {result.Wall.TotalSeconds:0.00} s; " +
             $"parked at the destination's cap {DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value - parkedBefore:N0}; " +
             $"methods compiled by the JIT meanwhile {System.Runtime.JitInfo.GetCompiledMethodCount() - jitted:N0} " +
-            $"({(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:N0} ms of compiling)";
+            $"({(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:N0} ms of compiling); " +
+            $"`DispatchCompleted` events not yet published when the last request succeeded (the clock stops there): {unpublished:N0}";
         var cpu = system.Stop();
         await app.StopAsync();
         await Harness.DeleteQueuesAsync(env, queue);
         return (result, send, Steady(measured, at10, at90), timeline, cpu, statementsOn ? await StatementsAsync(postgres) : null, await TableScansAsync(postgres));
+    }
+
+    private static async Task<long> UnpublishedEventsAsync(string postgres)
+    {
+        await using var connection = new NpgsqlConnection(postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand("SELECT count(*) FROM outbox WHERE kind = 'completed' AND published_at IS NULL", connection);
+        return (long)(await cmd.ExecuteScalarAsync())!;
     }
 
     private static async Task<Measurement.Result> PreloadAsync(BenchEnvironment env, string queue, int count, Func<int, DispatchRequest> make)
