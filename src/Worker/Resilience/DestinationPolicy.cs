@@ -1,4 +1,3 @@
-using System.Threading.RateLimiting;
 using Dispatcher.Persistence.RateLimiting;
 using Dispatcher.Worker.Configuration;
 using Dispatcher.Worker.Dispatching;
@@ -10,13 +9,12 @@ namespace Dispatcher.Worker.Resilience;
 
 /// <summary>
 /// The per-destination policies around one attempt, outermost first:
-/// a concurrency cap (a concurrency limiter and its queue, as deep as the cap or, for a destination seen to empty it
+/// a concurrency cap (its call slots and their line (CallSlots), as deep as the cap or, for a destination seen to empty it
 /// quickly, a little deeper (QueueFull): a request at the cap waits for a slot at most as long as it would have been
 /// parked, holding no worker slot meanwhile, and parks when the queue is full or the wait runs out), the fleet-wide
 /// rate limit (wait briefly for a permit, else park), and a circuit breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
 /// Breaker state is per worker: see docs/design.md.
 /// </summary>
-#pragma warning disable CA1001 // The limiter has no timer, and its waiters are cancelled by their own tokens: disposing it would release nothing.
 internal sealed class DestinationPolicy
 {
     public const string AtCapacity = "MaxConcurrency reached";
@@ -40,7 +38,7 @@ internal sealed class DestinationPolicy
     private readonly SharedRateLimiter? _rateLimiter;
     private readonly DestinationOptions _options;
     private readonly TimeProvider _time;
-    private readonly ConcurrencyLimiter _slots;
+    private readonly CallSlots _slots;
     private long _openUntilTicks;
     private readonly Lock _returnLock = new();
     // Two lines of returns, each where its next return goes (UTC ticks; under _returnLock): from the cap, and from the
@@ -63,13 +61,8 @@ internal sealed class DestinationPolicy
         _options = options;
         _time = time;
         _rateLimiter = rateLimits is null ? null : new SharedRateLimiter(name, options.RateLimit, rateLimits, time, () => FleetWorkers);
-        _slots = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
-        {
-            PermitLimit = options.MaxConcurrency,
-            // How deep the queue may grow is the policy's to decide (QueueFull); the consumer's prefetch bounds it.
-            QueueLimit = int.MaxValue,
-            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
-        });
+        // How deep the line for them may grow is the policy's to decide (QueueFull); the consumer's prefetch bounds it.
+        _slots = new CallSlots(options.MaxConcurrency);
         var cb = options.CircuitBreaker;
         _breaker = new ResiliencePipelineBuilder<AttemptOutcome> { TimeProvider = time }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<AttemptOutcome>
@@ -111,7 +104,7 @@ internal sealed class DestinationPolicy
     /// </summary>
     public void AnticipatePermit()
     {
-        if (_rateLimiter is not null && _slots.GetStatistics() is { CurrentAvailablePermits: > 0 })
+        if (_rateLimiter is not null && _slots.Free > 0)
             _rateLimiter.Anticipate();
     }
 
@@ -193,7 +186,7 @@ internal sealed class DestinationPolicy
             reason = CircuitOpen;
             return true;
         }
-        if (_slots.GetStatistics() is { CurrentAvailablePermits: 0 } slots && QueueFull(slots.CurrentQueuedCount))
+        if (_slots.Free == 0 && QueueFull(_slots.Waiting))
         {
             delay = ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline);
             reason = AtCapacity;
@@ -211,40 +204,35 @@ internal sealed class DestinationPolicy
     public async Task<PolicyResult> ExecuteAsync(
         Func<CancellationToken, Task<AttemptOutcome>> attempt, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
     {
-        var slot = _slots.AttemptAcquire();
-        if (!slot.IsAcquired)
+        if (!_slots.TryTake())
         {
-            slot.Dispose();
             // The queue's depth is decided here as well as in the look before the claim (a redelivered message skips
             // that look, and concurrent requests may all pass it at once).
-            slot = QueueFull(_slots.GetStatistics()?.CurrentQueuedCount ?? 0) ? null : await WaitForSlotAsync(cancellationToken);
-            if (slot is null)
+            if (QueueFull(_slots.Waiting) || !await WaitForSlotAsync(cancellationToken))
                 return PolicyResult.Park(ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline), AtCapacity);
         }
-        using (slot)
+        try
+        {
             return await RateLimitedAsync(attempt, deadline, cancellationToken);
+        }
+        finally
+        {
+            _slots.Release();
+        }
     }
 
     /// <summary>
     /// At the cap: wait in the queue for a slot, at most as long as a park would hold the request back anyway
     /// (a busy destination frees slots in the time of a call; a hanging one does not, and its requests park).
     /// </summary>
-    private async Task<System.Threading.RateLimiting.RateLimitLease?> WaitForSlotAsync(CancellationToken cancellationToken)
+    private async Task<bool> WaitForSlotAsync(CancellationToken cancellationToken)
     {
         using var timeout = new CancellationTokenSource(ConcurrencyParkDelay(), _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        try
-        {
-            var slot = await _slots.AcquireAsync(1, linked.Token);
-            if (slot.IsAcquired)
-                return slot;
-            slot.Dispose(); // not granted (the limiter's own queue bound is never reached: QueueFull comes first)
-            return null;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return null;
-        }
+        if (await _slots.WaitAsync(linked.Token))
+            return true;
+        cancellationToken.ThrowIfCancellationRequested(); // the worker stopping: not a park
+        return false;
     }
 
     private async ValueTask<PolicyResult> RateLimitedAsync(

@@ -224,6 +224,25 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task A_request_waiting_for_a_slot_when_the_worker_stops_is_cancelled_not_parked()
+    {
+        var policy = Policy(permitsPerSecond: 10);
+        var release = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holder = policy.ExecuteAsync(_ => release.Task, CancellationToken.None);
+        using var stopping = new CancellationTokenSource();
+        var queued = policy.ExecuteAsync(_ => Task.FromResult(Ok()), stopping.Token);
+        Assert.False(queued.IsCompleted);
+
+        await stopping.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued.WaitAsync(TimeSpan.FromSeconds(10)));
+
+        // The slot it waited for is still the holder's; once given back, the next request has it at once.
+        release.SetResult(Ok());
+        Assert.NotNull((await holder.WaitAsync(TimeSpan.FromSeconds(10))).Outcome);
+        Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).Outcome);
+    }
+
+    [Fact]
     public async Task While_the_breaker_is_open_requests_are_sent_back_in_line_from_the_end_of_the_break_and_so_are_parks_while_it_probes()
     {
         // Room for the probe and the requests that come while it runs (it holds one slot).
