@@ -41,12 +41,19 @@ public sealed class RateLimitTests(ServicesFixture services)
         var run = await RunAsync(warmUp: false);
 
         // The first second from the first call, as the workers recorded it (exact) and as the downstream saw it
-        // (give or take what a stall of this test process bunched together, as in the test above).
+        // (give or take what a stall of this test process bunched together, as in the test above, and what a cold
+        // worker's first calls bunch: they reach the downstream 150-200 ms after they start (its connection and its
+        // first use of the HTTP client's code; measured), while the next ones arrive at once, so the downstream's
+        // first second holds the calls of more than one second of starts: up to 29 of a limit of 20 + 5 were seen).
         var arrived = run.Arrivals.Count(at => at < run.Arrivals[0].AddSeconds(1));
         var started = run.Starts.Count(at => at < run.Starts[0].AddSeconds(1));
-        Assert.True(started <= Rate + Burst && arrived <= Rate + Burst + run.Allowance,
-            $"in the first second {arrived} calls arrived and {started} attempts started; the limit allows {Rate} + {Burst} " +
-            $"(+{run.Allowance} at the downstream for a stall of {run.Stall.TotalMilliseconds:0} ms in this process)");
+        var firstCallLate = run.Arrivals[0] - run.Starts[0];
+        var coldAllowance = firstCallLate > TimeSpan.Zero ? (int)Math.Ceiling(Rate * firstCallLate.TotalSeconds) : 0;
+        Assert.True(started <= Rate + Burst,
+            $"in the first second {started} attempts started; the limit allows {Rate} + {Burst}");
+        Assert.True(arrived <= Rate + Burst + run.Allowance + coldAllowance,
+            $"in the first second {arrived} calls arrived; the limit allows {Rate} + {Burst} (+{run.Allowance} at the downstream for a stall " +
+            $"of {run.Stall.TotalMilliseconds:0} ms in this process, +{coldAllowance} for the first call arriving {firstCallLate.TotalMilliseconds:0} ms after it started)");
     }
 
     private sealed record Run(List<DateTimeOffset> Arrivals, List<DateTimeOffset> Starts, double ByFirst, double BySecond, TimeSpan Stall)
