@@ -23,7 +23,7 @@ internal sealed class CallSlots(int limit)
     [ThreadStatic] private static int t_inline;
 
     private readonly Lock _lock = new();
-    private readonly LinkedList<TaskCompletionSource<bool>> _line = new();
+    private readonly LinkedList<Waiter> _line = new();
     private int _free = limit;
 
     /// <summary>Slots free now.</summary>
@@ -64,7 +64,7 @@ internal sealed class CallSlots(int limit)
     /// </summary>
     public async Task<bool> WaitAsync(CancellationToken cancellationToken)
     {
-        LinkedListNode<TaskCompletionSource<bool>> place;
+        LinkedListNode<Waiter> place;
         lock (_lock)
         {
             if (_free > 0 && _line.Count == 0)
@@ -75,20 +75,17 @@ internal sealed class CallSlots(int limit)
             if (cancellationToken.IsCancellationRequested)
                 return false;
             // Continuations run where the result is set: in Release, on the thread that freed the slot.
-            place = _line.AddLast(new TaskCompletionSource<bool>(TaskCreationOptions.None));
+            place = _line.AddLast(new Waiter(this));
         }
-        using var registration = cancellationToken.UnsafeRegister(static state =>
-        {
-            var (slots, waiting) = ((CallSlots, LinkedListNode<TaskCompletionSource<bool>>))state!;
-            slots.Leave(waiting);
-        }, (this, place));
+        using var registration = cancellationToken.UnsafeRegister(
+            static state => ((LinkedListNode<Waiter>)state!).Value.Slots.Leave((LinkedListNode<Waiter>)state), place);
         return await place.Value.Task.ConfigureAwait(false);
     }
 
     /// <summary>Gives a slot back: to the oldest request waiting, or to the free ones.</summary>
     public void Release()
     {
-        TaskCompletionSource<bool> next;
+        Waiter next;
         lock (_lock)
         {
             if (_line.First is not { } first)
@@ -121,7 +118,7 @@ internal sealed class CallSlots(int limit)
 
     // A cancelled wait: out of the line if it is still in it (else Release has already given it a slot, which its
     // waiter then holds and gives back as usual).
-    private void Leave(LinkedListNode<TaskCompletionSource<bool>> place)
+    private void Leave(LinkedListNode<Waiter> place)
     {
         lock (_lock)
         {
@@ -130,5 +127,11 @@ internal sealed class CallSlots(int limit)
             _line.Remove(place);
         }
         ThreadPool.UnsafeQueueUserWorkItem(static waiter => waiter.SetResult(false), place.Value, preferLocal: false);
+    }
+
+    /// <summary>A request in line; continuations run where its result is set (see <see cref="Release"/>).</summary>
+    private sealed class Waiter(CallSlots slots) : TaskCompletionSource<bool>(TaskCreationOptions.None)
+    {
+        public CallSlots Slots { get; } = slots;
     }
 }

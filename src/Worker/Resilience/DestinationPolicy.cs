@@ -186,7 +186,8 @@ internal sealed class DestinationPolicy
             reason = CircuitOpen;
             return true;
         }
-        if (_slots.Free == 0 && QueueFull(_slots.Waiting))
+        // (A line at all means no slot is free: a freed slot goes to the line first.)
+        if (QueueFull(_slots.Waiting))
         {
             delay = ReturnDelay(ref _capLine, ConcurrencyParkDelay(), deadline);
             reason = AtCapacity;

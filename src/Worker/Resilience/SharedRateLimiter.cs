@@ -117,13 +117,16 @@ internal sealed class SharedRateLimiter(
             lock (_lock)
             {
                 var now = time.GetUtcNow();
-                return (HasLot(now) ? _permits : 0) + (now < _nextExpires ? _nextPermits : 0);
+                return (HasLot(now) ? _permits : 0) + (HasTopUp(now) ? _nextPermits : 0);
             }
         }
     }
 
     /// <summary>The last lease left the bucket room for another lease's worth: nobody is short of permits. Under the lock.</summary>
     private bool BucketHadRoom => _lastRoom >= LargestLease;
+
+    /// <summary>The last lease was granted in full and left room for another: the bucket is uncontended. Under the lock.</summary>
+    private bool Uncontended => _lastLeaseFull && BucketHadRoom;
 
     /// <summary>
     /// The most a lot living <see cref="UncontendedLife"/> may hold: the fleet's long lots (a lot and its top-up per
@@ -225,7 +228,7 @@ internal sealed class SharedRateLimiter(
     {
         bool roomy;
         lock (_lock)
-            roomy = _leases > 0 && _lastLeaseFull && BucketHadRoom;
+            roomy = _leases > 0 && Uncontended;
         // A long lot when the bucket has plenty and what it would hold is small (see the class); else a 20-ms lot.
         var demand = EstimateDemand();
         var longWant = Math.Max(waiting, Math.Ceiling(demand * UncontendedLife.TotalSeconds));
@@ -243,7 +246,7 @@ internal sealed class SharedRateLimiter(
             _lastLeaseSize = want;
             _lastRoom = lease.Room;
             // Long only if this lease, too, found the bucket uncontended with room.
-            _lastLife = longLot && _lastLeaseFull && BucketHadRoom ? UncontendedLife : LeaseLifetime;
+            _lastLife = longLot && Uncontended ? UncontendedLife : LeaseLifetime;
         }
         return lease;
     }
@@ -260,8 +263,9 @@ internal sealed class SharedRateLimiter(
             // Running low: half the lease spent, or half its life gone (a lot lives only 20-250 ms: a stream a little
             // slower than its estimate would otherwise see the rest expire and wait for the next lease). Never a
             // third lot: a top-up already in hand is enough.
-            var runningLow = _permits <= _lastLeaseSize / 2 || time.GetUtcNow() >= _expires - _lastLife / 2;
-            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || (_nextPermits > 0 && time.GetUtcNow() < _nextExpires))
+            var now = time.GetUtcNow();
+            var runningLow = _permits <= _lastLeaseSize / 2 || now >= _expires - _lastLife / 2;
+            if (!_lastLeaseFull || _lastLeaseSize < 2 || !runningLow || HasTopUp(now))
                 return;
         }
         StartPrefetch(anticipated: false);
@@ -292,8 +296,7 @@ internal sealed class SharedRateLimiter(
         lock (_lock)
         {
             var now = time.GetUtcNow();
-            return !HasLot(now) && !(_nextPermits > 0 && now < _nextExpires)
-                && (Volatile.Read(ref _leases) == 0 || (_lastLeaseFull && BucketHadRoom));
+            return !HasLot(now) && !HasTopUp(now) && (_leases == 0 || Uncontended);
         }
     }
 
@@ -367,6 +370,9 @@ internal sealed class SharedRateLimiter(
     /// <summary>A lot in hand with permits left and unexpired. Under the lock.</summary>
     private bool HasLot(DateTimeOffset now) => _permits > 0 && now < _expires;
 
+    /// <summary>A top-up in hand with permits left and unexpired. Under the lock.</summary>
+    private bool HasTopUp(DateTimeOffset now) => _nextPermits > 0 && now < _nextExpires;
+
     /// <summary>
     /// The lot in hand spent or expired: its top-up (if any, and unexpired) becomes the lot. Lots of different lives
     /// (a long lot topped up by a 20-ms one) are spent the one expiring first first, and a top-up that expired is
@@ -374,28 +380,21 @@ internal sealed class SharedRateLimiter(
     /// </summary>
     private void Roll(DateTimeOffset now)
     {
-        if (_nextPermits > 0 && now >= _nextExpires)
+        if (_nextPermits > 0 && !HasTopUp(now))
         {
             Unspent(_nextSlot, _nextPermits);
             _nextPermits = 0;
         }
-        if (HasLot(now) && _nextPermits > 0 && _nextExpires < _expires)
+        if (HasLot(now) && HasTopUp(now) && _nextExpires < _expires)
         {
             (_permits, _expires, _slot, _nextPermits, _nextExpires, _nextSlot) =
                 (_nextPermits, _nextExpires, _nextSlot, _permits, _expires, _slot);
         }
         if (HasLot(now))
             return;
+        // The top-up, if any is left (an expired one was retired above), becomes the lot.
         Unspent(_slot, _permits);
-        if (now < _nextExpires)
-        {
-            (_permits, _expires, _slot) = (_nextPermits, _nextExpires, _nextSlot);
-        }
-        else
-        {
-            Unspent(_nextSlot, _nextPermits);
-            _permits = 0;
-        }
+        (_permits, _expires, _slot) = (_nextPermits, _nextExpires, _nextSlot);
         _nextPermits = 0;
     }
 
