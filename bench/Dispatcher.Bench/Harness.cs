@@ -204,6 +204,13 @@ internal sealed class Progress
         }
     }
 
+    /// <summary>Seconds from the start until <paramref name="fraction"/> of the target was seen (the whole wait if never).</summary>
+    public double SecondsTo(double fraction)
+    {
+        var i = _samples.FindIndex(s => s.Count >= fraction * Target);
+        return i < 0 ? Elapsed.TotalSeconds : _samples[i].Seconds;
+    }
+
     /// <summary>Completions per second between <paramref name="from"/> and <paramref name="to"/> of the target.</summary>
     public double SteadyRate(double from = 0.1, double to = 0.9)
     {
@@ -273,5 +280,41 @@ internal static class PacedPublisher
                 outstanding.Release();
             }
         }
+    }
+}
+
+/// <summary>
+/// A pass measured on a warm consumer (bus or worker host): it first serves a number of messages unmeasured, since a
+/// new host compiles its own code (DI resolvers, MassTransit pipelines) at first use, then the rest of those preloaded
+/// are measured: the steady rate (10 %–90 % of them), the process's CPU and allocations, and the JIT's work meanwhile.
+/// </summary>
+internal static class WarmedPass
+{
+    public sealed record Result(Progress Progress, Measurement.Result Measured, long JitMethods, double JitMs);
+
+    /// <param name="completed">Completions so far, warm-up included.</param>
+    /// <param name="atStart">Run as the measured part starts (snapshots, counters).</param>
+    /// <param name="atEnd">Run as it ends.</param>
+    public static async Task<Result> MeasureAsync(
+        string scenario, Func<double> completed, int warmUp, int count, TimeSpan limit, Func<Task> atStart, Func<Task> atEnd)
+    {
+        var warmUntil = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+        while (completed() < warmUp)
+        {
+            if (Stopwatch.GetTimestamp() > warmUntil)
+                throw new TimeoutException($"{scenario}: the {warmUp:N0} warm-up messages were not done within {limit.TotalSeconds:0} s ({completed():N0})");
+            await Task.Delay(TimeSpan.FromMilliseconds(5));
+        }
+        await atStart();
+        var measurement = Measurement.Start();
+        var jitted = System.Runtime.JitInfo.GetCompiledMethodCount();
+        var jitTime = System.Runtime.JitInfo.GetCompilationTime();
+        // A few past the warm-up may have completed before this look: the pass measures those still to come.
+        var from = completed();
+        var progress = await Progress.WaitAsync(() => completed() - from, warmUp + count - from, limit);
+        var measured = measurement.Stop((int)Math.Max(1, progress.Final));
+        await atEnd();
+        return new Result(progress, measured, System.Runtime.JitInfo.GetCompiledMethodCount() - jitted,
+            (System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds);
     }
 }

@@ -88,7 +88,7 @@ internal static class LittlesLawScenario
         }));
         await bus.StartAsync();
         Downstream.Stats? first = null, last = null;
-        var (progress, measured, _, _) = await MeasureAfterWarmUpAsync(() => Interlocked.Read(ref done[0]), count,
+        var (progress, measured, _, _) = await WarmedPass.MeasureAsync("littles-law", () => Interlocked.Read(ref done[0]), WarmUp, count, PhaseLimit,
             async () => first = await env.Downstream.GetStatsAsync(key, withTimes: false),
             async () => last = await env.Downstream.GetStatsAsync(key, withTimes: false));
         await bus.StopAsync();
@@ -112,7 +112,7 @@ internal static class LittlesLawScenario
         {
             var parkedBefore = 0.0;
             Downstream.Stats? first = null, last = null;
-            var (progress, measured, jitMethods, jitMs) = await MeasureAfterWarmUpAsync(() => succeeded.Value, count,
+            var (progress, measured, jitMethods, jitMs) = await WarmedPass.MeasureAsync("littles-law", () => succeeded.Value, WarmUp, count, PhaseLimit,
                 async () =>
                 {
                     parkedBefore = parked.Value;
@@ -124,32 +124,5 @@ internal static class LittlesLawScenario
             return new Run(progress.SteadyRate(), progress, measured, last!.MaxInFlight, last.MeanInFlightSince(first!), last.MeanServedMsSince(first!),
                 parked.Value - parkedBefore, jitMethods, jitMs);
         }
-    }
-
-    /// <summary>
-    /// Waits for <see cref="WarmUp"/> completions, then measures the rest of the <c>WarmUp + count</c> preloaded: the
-    /// steady rate (10 %–90 % of them), the process's CPU and allocations, and the JIT's work meanwhile.
-    /// </summary>
-    private static async Task<(Progress Progress, Measurement.Result Measured, long JitMethods, double JitMs)> MeasureAfterWarmUpAsync(
-        Func<double> completed, int count, Func<Task> atStart, Func<Task> atEnd)
-    {
-        var warmUntil = Stopwatch.GetTimestamp() + (long)(PhaseLimit.TotalSeconds * Stopwatch.Frequency);
-        while (completed() < WarmUp)
-        {
-            if (Stopwatch.GetTimestamp() > warmUntil)
-                throw new TimeoutException($"littles-law: the {WarmUp:N0} warm-up messages were not done within {PhaseLimit.TotalSeconds:0} s ({completed():N0})");
-            await Task.Delay(TimeSpan.FromMilliseconds(5));
-        }
-        await atStart();
-        var measurement = Measurement.Start();
-        var jitted = System.Runtime.JitInfo.GetCompiledMethodCount();
-        var jitTime = System.Runtime.JitInfo.GetCompilationTime();
-        // A few past the warm-up may have completed before this look: the pass measures those still to come.
-        var from = completed();
-        var progress = await Progress.WaitAsync(() => completed() - from, WarmUp + count - from, PhaseLimit);
-        var measured = measurement.Stop((int)Math.Max(1, progress.Final));
-        await atEnd();
-        return (progress, measured, System.Runtime.JitInfo.GetCompiledMethodCount() - jitted,
-            (System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds);
     }
 }

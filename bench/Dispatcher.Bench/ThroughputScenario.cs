@@ -224,52 +224,34 @@ internal static class ThroughputScenario
         var t0 = Stopwatch.GetTimestamp();
         await app.StartAsync();
         var tStarted = Stopwatch.GetTimestamp();
-        while (succeeded.Value < WarmUp)
-        {
-            if (Stopwatch.GetElapsedTime(t0) > PhaseLimit)
-                throw new TimeoutException($"throughput: {succeeded.Value:N0} of the {WarmUp:N0} warm-up requests succeeded within {PhaseLimit.TotalSeconds:0} s");
-            await Task.Delay(TimeSpan.FromMilliseconds(5));
-        }
-        var tWarm = Stopwatch.GetTimestamp();
-        var parkedBefore = DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value;
-
-        // The measured pass: the next `count` completions, with the host warm and requests already in hand.
-        var statementsOn = await ResetStatementsAsync(postgres);
-        var system = SystemCpu.Start();
-        var measurement = Measurement.Start();
-        var jitted = System.Runtime.JitInfo.GetCompiledMethodCount();
-        var jitTime = System.Runtime.JitInfo.GetCompilationTime();
-        // (A few past the warm-up may have completed before this look: the pass measures those still to come.)
-        var from = succeeded.Value;
-        var measured = (int)Math.Max(1, WarmUp + count - from);
-        var measuring = Stopwatch.GetTimestamp();
-        long at10 = 0, at90 = 0;
-        while (succeeded.Value < WarmUp + count)
-        {
-            if (Stopwatch.GetElapsedTime(measuring) > PhaseLimit)
-                throw new TimeoutException($"throughput: {succeeded.Value - from:N0} of {measured:N0} requests succeeded within {PhaseLimit.TotalSeconds:0} s");
-            await Task.Delay(TimeSpan.FromMilliseconds(5));
-            var done = succeeded.Value - from;
-            if (at10 == 0 && done >= measured / 10)
-                at10 = Stopwatch.GetTimestamp();
-            if (at90 == 0 && done >= measured * 9 / 10)
-                at90 = Stopwatch.GetTimestamp();
-        }
-        var result = measurement.Stop(measured);
-        var end = Stopwatch.GetTimestamp();
+        // The measured pass: the completions after the warm-up's, with the host warm and requests already in hand.
+        var parkedBefore = 0.0;
+        var statementsOn = false;
+        long tWarm = 0;
+        SystemCpu? system = null;
+        var pass = await WarmedPass.MeasureAsync("throughput", () => succeeded.Value, WarmUp, count, PhaseLimit,
+            async () =>
+            {
+                tWarm = Stopwatch.GetTimestamp();
+                parkedBefore = DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value;
+                statementsOn = await ResetStatementsAsync(postgres);
+                system = SystemCpu.Start();
+            },
+            () => Task.CompletedTask);
+        if (!pass.Progress.Reached)
+            throw new TimeoutException($"throughput: {pass.Progress.Final:N0} of {pass.Progress.Target:N0} requests succeeded within {PhaseLimit.TotalSeconds:0} s");
+        var result = pass.Measured;
         var unpublished = await UnpublishedEventsAsync(postgres);
-        (at10, at90) = (at10 == 0 ? end : at10, at90 == 0 ? end : at90); // passed between the last poll and the end
         var timeline = $"host started in {Stopwatch.GetElapsedTime(t0, tStarted).TotalSeconds:0.00} s, its {WarmUp:N0} warm-up requests done at " +
-            $"{Stopwatch.GetElapsedTime(t0, tWarm).TotalSeconds:0.00} s; then 10 % of the measured ones after {Stopwatch.GetElapsedTime(tWarm, at10).TotalSeconds:0.00} s, " +
-            $"90 % after {Stopwatch.GetElapsedTime(tWarm, at90).TotalSeconds:0.00} s, all after {result.Wall.TotalSeconds:0.00} s; " +
+            $"{Stopwatch.GetElapsedTime(t0, tWarm).TotalSeconds:0.00} s; then 10 % of the measured ones after {pass.Progress.SecondsTo(0.1):0.00} s, " +
+            $"90 % after {pass.Progress.SecondsTo(0.9):0.00} s, all after {result.Wall.TotalSeconds:0.00} s; " +
             $"parked at the destination's cap {DispatcherMetrics.Parked.WithLabels(destination, DestinationPolicy.AtCapacity).Value - parkedBefore:N0}; " +
-            $"methods compiled by the JIT meanwhile {System.Runtime.JitInfo.GetCompiledMethodCount() - jitted:N0} " +
-            $"({(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:N0} ms of compiling); " +
+            $"methods compiled by the JIT meanwhile {pass.JitMethods:N0} ({pass.JitMs:N0} ms of compiling); " +
             $"`DispatchCompleted` events not yet published when the last request succeeded (the clock stops there): {unpublished:N0}";
-        var cpu = system.Stop();
+        var cpu = system!.Stop();
         await app.StopAsync();
         await Harness.DeleteQueuesAsync(env, queue);
-        return (result, send, Steady(measured, at10, at90), timeline, cpu, statementsOn ? await StatementsAsync(postgres) : null, await TableScansAsync(postgres));
+        return (result, send, pass.Progress.SteadyRate(), timeline, cpu, statementsOn ? await StatementsAsync(postgres) : null, await TableScansAsync(postgres));
     }
 
     private static async Task<long> UnpublishedEventsAsync(string postgres)
