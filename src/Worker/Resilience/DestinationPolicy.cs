@@ -34,12 +34,24 @@ internal sealed class DestinationPolicy
     /// </summary>
     public static readonly TimeSpan MaxReturnLine = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The longest a failing destination's returns are spread over: its breaker's returns are spread over as long as
+    /// it has been failing (at least <see cref="MaxReturnLine"/>), at most this. A backlog for a destination that stays
+    /// down therefore comes back ever less often (about backlog / outage per second) instead of once a break and a line.
+    /// </summary>
+    public static readonly TimeSpan MaxOutageSpread = TimeSpan.FromMinutes(5);
+
     private readonly ResiliencePipeline<AttemptOutcome> _breaker;
     private readonly SharedRateLimiter? _rateLimiter;
     private readonly DestinationOptions _options;
     private readonly TimeProvider _time;
     private readonly CallSlots _slots;
     private long _openUntilTicks;
+    // Half-open: until when Polly lets no call but its probe through (UTC ticks; 0 otherwise).
+    private long _probingUntilTicks;
+    // When the breaker first opened in this failing spell (UTC ticks; 0 while closed): a half-open probe that fails
+    // opens it again within the same spell.
+    private long _failingSinceTicks;
     private readonly Lock _returnLock = new();
     // Two lines of returns, each where its next return goes (UTC ticks; under _returnLock): from the cap, and from the
     // breaker (held back while open, parked while its probe runs: those wait about a break, and must not push the
@@ -75,12 +87,17 @@ internal sealed class DestinationPolicy
                 ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { } o && RetryClassifier.IsRetriable(o)),
                 OnOpened = args =>
                 {
-                    Volatile.Write(ref _openUntilTicks, (time.GetUtcNow() + args.BreakDuration).UtcTicks);
+                    var now = time.GetUtcNow().UtcTicks;
+                    Interlocked.CompareExchange(ref _failingSinceTicks, now, 0);
+                    Volatile.Write(ref _probingUntilTicks, 0);
+                    Volatile.Write(ref _openUntilTicks, now + args.BreakDuration.Ticks);
                     metrics.CircuitState.Set(1);
                     return ValueTask.CompletedTask;
                 },
                 OnHalfOpened = _ =>
                 {
+                    // Polly blocks the others for another break while its probe runs.
+                    Volatile.Write(ref _probingUntilTicks, (time.GetUtcNow() + cb.BreakDuration).UtcTicks);
                     Volatile.Write(ref _openUntilTicks, 0);
                     metrics.CircuitState.Set(2);
                     return ValueTask.CompletedTask;
@@ -88,6 +105,8 @@ internal sealed class DestinationPolicy
                 OnClosed = _ =>
                 {
                     Volatile.Write(ref _openUntilTicks, 0);
+                    Volatile.Write(ref _probingUntilTicks, 0);
+                    Volatile.Write(ref _failingSinceTicks, 0);
                     metrics.CircuitState.Set(0);
                     return ValueTask.CompletedTask;
                 },
@@ -178,11 +197,12 @@ internal sealed class DestinationPolicy
     /// </summary>
     public bool ShouldHoldBack(out TimeSpan delay, out string reason, DateTimeOffset? deadline = null)
     {
-        var openUntil = Volatile.Read(ref _openUntilTicks);
+        // Open: until the break ends. Half-open: while its probe runs Polly would reject the request after its claim.
+        var blockedUntil = Math.Max(Volatile.Read(ref _openUntilTicks), Volatile.Read(ref _probingUntilTicks));
         var now = _time.GetUtcNow().UtcTicks;
-        if (openUntil > now)
+        if (blockedUntil > now)
         {
-            delay = ReturnDelay(ref _breakerLine, TimeSpan.FromTicks(openUntil - now), deadline);
+            delay = BreakerReturnDelay(TimeSpan.FromTicks(blockedUntil - now), deadline);
             reason = CircuitOpen;
             return true;
         }
@@ -279,7 +299,7 @@ internal sealed class DestinationPolicy
             // Open: wait out the break; half-open with its probe in flight: Polly blocks the others for another break
             // (its RetryAfter). In the breaker's line either way: a backlog released at the end of a break would
             // otherwise be claimed and parked all at once, and come back all at once a break later.
-            return PolicyResult.Park(ReturnDelay(ref _breakerLine, ex.RetryAfter ?? TimeSpan.FromSeconds(1), deadline), CircuitOpen);
+            return PolicyResult.Park(BreakerReturnDelay(ex.RetryAfter ?? TimeSpan.FromSeconds(1), deadline), CircuitOpen);
         }
     }
 
@@ -313,6 +333,28 @@ internal sealed class DestinationPolicy
             line = place + spacing;
             return TimeSpan.FromTicks(place - now);
         }
+    }
+
+    /// <summary>
+    /// Where a request sent back by the breaker falls due. In a failing spell no longer than <see cref="MaxReturnLine"/>:
+    /// in the breaker's line (<see cref="ReturnDelay"/>). Past that, spread at random over as long as the destination
+    /// has been failing (at most <see cref="MaxOutageSpread"/>) from the earliest it may come back: a backlog at a
+    /// destination that stays down otherwise came back once every break and line (a paced line at a destination that
+    /// fails quickly holds a large backlog at its pace, which says nothing while it is down), and each return costs a
+    /// receive, an outbox row and a publish. Once the breaker closes, the spell ends and returns are paced again; what
+    /// was sent back during it comes back within the spread.
+    /// </summary>
+    private TimeSpan BreakerReturnDelay(TimeSpan earliest, DateTimeOffset? deadline)
+    {
+        var since = Volatile.Read(ref _failingSinceTicks);
+        var now = _time.GetUtcNow().UtcTicks;
+        var failing = since == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(now - since);
+        if (failing <= MaxReturnLine)
+            return ReturnDelay(ref _breakerLine, earliest, deadline);
+        var spread = failing < MaxOutageSpread ? failing : MaxOutageSpread;
+        var delay = earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(spread.Ticks + 1));
+        // As in the line: a request that would come back after its Deadline comes back as early as it may.
+        return deadline is { } d && now + delay.Ticks > d.UtcTicks ? earliest : delay;
     }
 
     // A call starts: the first of a busy spell notes when (before it is counted, so that nobody sees calls under way

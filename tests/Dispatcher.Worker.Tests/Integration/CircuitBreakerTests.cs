@@ -1,4 +1,5 @@
 using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Resilience;
 using Dispatcher.Worker.Tests.Infrastructure;
 
 namespace Dispatcher.Worker.Tests.Integration;
@@ -51,5 +52,52 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
         Assert.True(longestPause >= TimeSpan.FromSeconds(1.5), $"the longest pause between calls was {longestPause.TotalMilliseconds:0} ms");
         // A parked request spent no attempt: each request's attempts are exactly its calls.
         Assert.All(ids, id => Assert.Equal(s.Downstream.CallsOf(id).Count, states[id].Attempts));
+    }
+
+    [Fact]
+    public async Task A_backlog_at_a_destination_down_longer_than_the_return_line_is_sent_back_over_the_outage_and_all_succeed_once_it_recovers()
+    {
+        var breakDuration = TimeSpan.FromSeconds(2);
+        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        {
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:MinimumThroughput"] = "4",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:FailureRatio"] = "0.5",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:SamplingDuration"] = "00:00:02",
+            ["Dispatcher:Destinations:{destination}:CircuitBreaker:BreakDuration"] = "00:00:02",
+            ["Dispatcher:Destinations:{destination}:Retry:MaxAttempts"] = "50",
+            ["Dispatcher:Destinations:{destination}:Retry:BaseDelay"] = "00:00:00.100",
+            ["Dispatcher:Destinations:{destination}:Retry:MaxDelay"] = "00:00:00.500",
+        });
+        var recovered = 0;
+        s.Downstream.Handler = context =>
+        {
+            context.Response.StatusCode = Volatile.Read(ref recovered) == 1 ? 200 : 503;
+            return Task.CompletedTask;
+        };
+        var requests = Enumerable.Range(0, 200).Select(i => s.NewRequest($"/orders/{i}")).ToList();
+        var ids = requests.Select(r => r.RequestId).ToList();
+        foreach (var r in requests)
+            await s.SendAsync(r);
+        await Eventually.TrueAsync(() => DispatcherMetrics.CircuitState.WithLabels(s.Destination).Value == 1, Timeout, "the breaker to open");
+
+        // For the outage's first 10 s the backlog goes round within the rest of a break and the 10-s line (and up to
+        // 250 ms of jitter); retries wait at most 0.5 s. Past that, the breaker spreads its returns over as long as the
+        // destination has been down: some go further than any line would have sent them.
+        var line = (DestinationPolicy.MaxReturnLine + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
+        var sentFurther = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{line} seconds'";
+        await Eventually.TrueAsync(async () => await s.ScalarAsync(sentFurther) > 0, TimeSpan.FromSeconds(40),
+            "a request sent back further than a break and the return line");
+        // Never further than the longest spread (from the end of a break).
+        var longest = (DestinationPolicy.MaxOutageSpread + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
+        Assert.Equal(0, await s.ScalarAsync($"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{longest} seconds'"));
+
+        Volatile.Write(ref recovered, 1);
+        await s.WaitForTerminalAsync(ids, TimeSpan.FromSeconds(90));
+        var states = await s.StatesAsync();
+        Assert.All(ids, id => Assert.Equal("Succeeded", states[id].State));
+        // Sent back by the breaker, a request spent no attempt: each request's attempts are exactly its calls, and
+        // each succeeded once.
+        Assert.All(ids, id => Assert.Equal(s.Downstream.CallsOf(id).Count, states[id].Attempts));
+        Assert.All(ids, id => Assert.Single(s.Downstream.CallsOf(id), c => c.Status == 200));
     }
 }

@@ -293,6 +293,70 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task While_the_probe_runs_requests_are_held_back_before_their_claim_in_the_breakers_line()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8); // one return every 8 ms
+        await OpenAsync(policy);
+        _time.Advance(Break);
+        var probe = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var called = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var probing = policy.ExecuteAsync(_ => { called.TrySetResult(); return probe.Task; }, CancellationToken.None);
+        // Polly runs its half-open callback on a task of its own and the probe's call only after it.
+        await called.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Polly would reject them after their claim (for another break): held back before it instead, in line.
+        var heldBack = BreakerHoldBacks(policy, 3);
+        Assert.Equal([Break, Break + TimeSpan.FromMilliseconds(8), Break + TimeSpan.FromMilliseconds(16)], heldBack);
+
+        // The probe succeeds: closed, nothing held back.
+        probe.SetResult(Ok());
+        Assert.NotNull((await probing).Outcome);
+        Assert.False(policy.ShouldHoldBack(out _, out _));
+    }
+
+    [Fact]
+    public async Task A_destination_failing_for_longer_than_the_line_has_its_returns_spread_over_how_long_it_has_been_failing()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);
+        await OpenAsync(policy);
+        // Two more breaks whose probe fails: failing for 20 s, the breaker open for another 10.
+        for (var i = 0; i < 2; i++)
+        {
+            _time.Advance(Break);
+            Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None)).Outcome);
+        }
+
+        var delays = BreakerHoldBacks(policy, 200);
+        // From the end of the break, over the 20 s of the spell: past the 10-s line, and not paced 8 ms apart.
+        Assert.All(delays, d => Assert.InRange(d, Break, Break + TimeSpan.FromSeconds(20)));
+        Assert.Contains(delays, d => d > Break + DestinationPolicy.MaxReturnLine);
+        Assert.True(delays.Distinct().Count() > 100, "spread at random");
+
+        // The probe succeeds: the spell ends; the next opening starts a new one, whose returns are paced in line again.
+        _time.Advance(Break);
+        Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).Outcome);
+        _time.Advance(TimeSpan.FromSeconds(30)); // past the old line and out of the sampling window
+        await OpenAsync(policy); // (its look holds one back: the line's first place)
+        Assert.Equal(Enumerable.Range(1, 5).Select(i => Break + TimeSpan.FromMilliseconds(8 * i)), BreakerHoldBacks(policy, 5));
+    }
+
+    [Fact]
+    public async Task However_long_a_destination_has_been_failing_its_returns_are_spread_over_at_most_the_longest_spread()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);
+        await OpenAsync(policy);
+        for (var i = 0; i < 60; i++) // ten minutes of failed probes
+        {
+            _time.Advance(Break);
+            Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None)).Outcome);
+        }
+
+        var delays = BreakerHoldBacks(policy, 200);
+        Assert.All(delays, d => Assert.InRange(d, Break, Break + DestinationPolicy.MaxOutageSpread));
+        Assert.Contains(delays, d => d > Break + TimeSpan.FromMinutes(4));
+    }
+
+    [Fact]
     public void A_request_whose_place_in_line_would_be_after_its_deadline_comes_back_as_early_as_it_may_and_takes_no_place()
     {
         var policy = Policy(permitsPerSecond: 10); // one return every 80 ms
@@ -353,6 +417,27 @@ public sealed class DestinationPolicyTests
         {
             Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
             Assert.Equal(DestinationPolicy.AtCapacity, reason);
+            delays.Add(delay);
+        }
+        return delays;
+    }
+
+    // Two failures in the sampling window open the breaker for a break.
+    private async Task OpenAsync(DestinationPolicy policy)
+    {
+        for (var i = 0; i < 2; i++)
+            Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None)).Outcome);
+        Assert.True(policy.ShouldHoldBack(out _, out var reason));
+        Assert.Equal(DestinationPolicy.CircuitOpen, reason);
+    }
+
+    private static List<TimeSpan> BreakerHoldBacks(DestinationPolicy policy, int count)
+    {
+        var delays = new List<TimeSpan>();
+        for (var i = 0; i < count; i++)
+        {
+            Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
+            Assert.Equal(DestinationPolicy.CircuitOpen, reason);
             delays.Add(delay);
         }
         return delays;
