@@ -12,6 +12,7 @@ namespace Dispatcher.Bench;
 /// <list type="bullet">
 /// <item><c>/delay/{ms}</c>: answers after that latency (the wait ends early when the caller goes away), with the
 /// latency as served in a <c>Server-Timing: app;dur=</c> header.</item>
+/// <item><c>/status/{code}</c>: answers at once with that status (a destination that is down).</item>
 /// <item><c>/record/{key}[/delay/{ms}]</c>: the same, and records the arrival time of the call under <c>key</c>.</item>
 /// <item><c>/__stats/{key}[?times=0]</c>: what was recorded under <c>key</c>: the child's clock now, the call count,
 /// the most calls in flight at once and (unless <c>times=0</c>) every arrival time, all in ms since the child started.</item>
@@ -104,7 +105,12 @@ internal sealed class Downstream : IAsyncDisposable
             }
             try
             {
-                // /delay/{ms}: answer after that latency; anything else: at once.
+                // /status/{code}: that status at once. /delay/{ms}: answer after that latency; anything else: at once.
+                if (path.StartsWith("/status/", StringComparison.Ordinal) && int.TryParse(path.AsSpan(8), out var status))
+                {
+                    context.Response.StatusCode = status;
+                    return;
+                }
                 if (path.StartsWith("/delay/", StringComparison.Ordinal) && int.TryParse(path.AsSpan(7), out var ms))
                 {
                     var waited = Stopwatch.GetTimestamp();
