@@ -44,6 +44,9 @@ internal static class DispatcherMetrics
     public static readonly Gauge OutboxPending = Metrics.CreateGauge(
         "dispatcher_outbox_pending", "Outbox rows due and not yet published.");
 
+    public static readonly Counter OutboxRelayClaims = Metrics.CreateCounter(
+        "dispatcher_outbox_relay_claims_total", "Looks the outbox relay took for due rows (a claim transaction each, whether or not it found any).");
+
     public static readonly Gauge DeadLetters = Metrics.CreateGauge(
         "dispatcher_dead_letters", "Dead letters currently stored.",
         new GaugeConfiguration { LabelNames = ["destination"] });
