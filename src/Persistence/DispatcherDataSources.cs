@@ -44,7 +44,9 @@ public sealed class DispatcherDataSources : IAsyncDisposable
         if (!given.ContainsKey("No Reset On Close") && !given.ContainsKey("NoResetOnClose"))
             durable.NoResetOnClose = true;
         connectionString = durable.ConnectionString;
-        _listener = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
+        // No keepalive on the listener: with one, Npgsql may raise a notification from its keepalive timer rather
+        // than inside WaitAsync, where the relay expects it (it reads what was announced on its own loop).
+        _listener = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, KeepAlive = 0 }.ConnectionString;
         Durable = NpgsqlDataSource.Create(connectionString);
         var relaxed = new NpgsqlConnectionStringBuilder(connectionString);
         relaxed.Options = string.IsNullOrEmpty(relaxed.Options)

@@ -21,7 +21,9 @@ namespace Dispatcher.Persistence.Migrations
                 BEGIN
                     SELECT min(not_before) INTO due FROM new_rows WHERE kind <> 'completed' OR not_before <= now();
                     IF due IS NOT NULL THEN
-                        PERFORM pg_notify('dispatcher_outbox', floor(extract(epoch FROM due) * 1000000)::bigint::text);
+                        -- (An infinite not_before, written by hand: no time to announce; '' means look now.)
+                        PERFORM pg_notify('dispatcher_outbox',
+                            CASE WHEN isfinite(due) THEN floor(extract(epoch FROM due) * 1000000)::bigint::text ELSE '' END);
                     END IF;
                     RETURN NULL;
                 END $$;

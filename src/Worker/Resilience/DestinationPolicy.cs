@@ -12,7 +12,9 @@ namespace Dispatcher.Worker.Resilience;
 /// a concurrency cap (its call slots and their line (CallSlots), as deep as the cap or, for a destination seen to empty it
 /// quickly, a little deeper (QueueFull): a request at the cap waits for a slot at most as long as it would have been
 /// parked, holding no worker slot meanwhile, and parks when the queue is full or the wait runs out), the fleet-wide
-/// rate limit (wait briefly for a permit, else park), and a circuit breaker (Polly; while open, requests park until it half-opens; no attempt is counted).
+/// rate limit (wait briefly for a permit, else park), and a circuit breaker (Polly; while open, and while its half-open
+/// probe runs, requests are sent back for later, in the breaker's line or, once it has failed for longer than the line,
+/// spread over how long it has failed; no attempt is counted).
 /// Breaker state is per worker: see docs/design.md.
 /// </summary>
 internal sealed class DestinationPolicy
@@ -49,13 +51,15 @@ internal sealed class DestinationPolicy
     private long _openUntilTicks;
     // Half-open: until when Polly lets no call but its probe through (UTC ticks; 0 otherwise).
     private long _probingUntilTicks;
-    // When the breaker first opened in this failing spell (UTC ticks; 0 while closed): a half-open probe that fails
-    // opens it again within the same spell.
+    // When the breaker first opened in this failing spell (UTC ticks; 0 while closed), and when it last opened: a
+    // half-open probe that fails opens it again within the same spell. The spell's length is from the first opening to
+    // the last (failures seen), not to now: a breaker left open by a blip and then no traffic has not been failing.
     private long _failingSinceTicks;
+    private long _lastOpenedTicks;
     private readonly Lock _returnLock = new();
     // Two lines of returns, each where its next return goes (UTC ticks; under _returnLock): from the cap, and from the
-    // breaker (held back while open, parked while its probe runs: those wait about a break, and must not push the
-    // cap's returns that far back once it has closed).
+    // breaker (held back while open or while its probe runs, parked when Polly rejects them: those wait about a break,
+    // and must not push the cap's returns that far back once it has closed).
     private long _capLine;
     private long _breakerLine;
     private long _callTicksAverage;
@@ -88,9 +92,11 @@ internal sealed class DestinationPolicy
                 OnOpened = args =>
                 {
                     var now = time.GetUtcNow().UtcTicks;
+                    Volatile.Write(ref _lastOpenedTicks, now);
                     Interlocked.CompareExchange(ref _failingSinceTicks, now, 0);
-                    Volatile.Write(ref _probingUntilTicks, 0);
+                    // Open before the probe's hold ends, so that no look in between finds neither.
                     Volatile.Write(ref _openUntilTicks, now + args.BreakDuration.Ticks);
+                    Volatile.Write(ref _probingUntilTicks, 0);
                     metrics.CircuitState.Set(1);
                     return ValueTask.CompletedTask;
                 },
@@ -192,7 +198,7 @@ internal sealed class DestinationPolicy
 
     /// <summary>
     /// A cheap look before the claim: true when a request would be parked right away (the destination is at its
-    /// concurrency cap, or its breaker is open), with how long to hold it back. Only a hint: a request that passes
+    /// concurrency cap, its breaker is open, or its half-open probe is under way), with how long to hold it back. Only a hint: a request that passes
     /// may still be parked by <see cref="ExecuteAsync"/> if the state changed in between.
     /// </summary>
     public bool ShouldHoldBack(out TimeSpan delay, out string reason, DateTimeOffset? deadline = null)
@@ -336,25 +342,30 @@ internal sealed class DestinationPolicy
     }
 
     /// <summary>
-    /// Where a request sent back by the breaker falls due. In a failing spell no longer than <see cref="MaxReturnLine"/>:
-    /// in the breaker's line (<see cref="ReturnDelay"/>). Past that, spread at random over as long as the destination
-    /// has been failing (at most <see cref="MaxOutageSpread"/>) from the earliest it may come back: a backlog at a
-    /// destination that stays down otherwise came back once every break and line (a paced line at a destination that
-    /// fails quickly holds a large backlog at its pace, which says nothing while it is down), and each return costs a
-    /// receive, an outbox row and a publish. Once the breaker closes, the spell ends and returns are paced again; what
-    /// was sent back during it comes back within the spread.
+    /// Where a request sent back by the breaker falls due. While the breaker has not been failing for longer than
+    /// <see cref="MaxReturnLine"/> (from its first opening in the spell to its last: a failed probe continues the
+    /// spell, a close ends it): in the breaker's line (<see cref="ReturnDelay"/>). Past that, spread at random over as
+    /// long as it has been failing (at most <see cref="MaxOutageSpread"/>) from the earliest it may come back: a
+    /// backlog at a destination that stays down otherwise came back once every break and line (a paced line at a
+    /// destination that fails quickly holds a large backlog at its pace, which says nothing while it is down), and
+    /// each return costs a receive, an outbox row and a publish. Once the breaker closes, returns are paced again;
+    /// what was sent back during the spell comes back within its spread.
     /// </summary>
+    /// <remarks>
+    /// A request with a Deadline inside the spread draws its time before the Deadline (one whose Deadline is before
+    /// the earliest comes back then, as in the line: it is dead-lettered on return if late), so that such requests are
+    /// not all sent back to the end of the break.
+    /// </remarks>
     private TimeSpan BreakerReturnDelay(TimeSpan earliest, DateTimeOffset? deadline)
     {
         var since = Volatile.Read(ref _failingSinceTicks);
-        var now = _time.GetUtcNow().UtcTicks;
-        var failing = since == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(now - since);
+        var failing = since == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Volatile.Read(ref _lastOpenedTicks) - since);
         if (failing <= MaxReturnLine)
             return ReturnDelay(ref _breakerLine, earliest, deadline);
-        var spread = failing < MaxOutageSpread ? failing : MaxOutageSpread;
-        var delay = earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(spread.Ticks + 1));
-        // As in the line: a request that would come back after its Deadline comes back as early as it may.
-        return deadline is { } d && now + delay.Ticks > d.UtcTicks ? earliest : delay;
+        var spread = (failing < MaxOutageSpread ? failing : MaxOutageSpread).Ticks;
+        if (deadline is { } d)
+            spread = Math.Min(spread, d.UtcTicks - _time.GetUtcNow().UtcTicks - earliest.Ticks);
+        return spread <= 0 ? earliest : earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(spread + 1));
     }
 
     // A call starts: the first of a busy spell notes when (before it is counted, so that nobody sees calls under way

@@ -341,6 +341,52 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task A_breaker_left_open_without_traffic_has_not_been_failing_and_returns_while_its_probe_runs_stay_in_line()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8); // one return every 8 ms
+        await OpenAsync(policy);
+        // Ten minutes with no call: Polly half-opens only when one comes, so the breaker stayed open, but nothing has
+        // failed since it opened. Traffic comes back: its first request is the probe (under way).
+        _time.Advance(TimeSpan.FromMinutes(10));
+        var probe = new TaskCompletionSource<AttemptOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var called = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var probing = policy.ExecuteAsync(_ => { called.TrySetResult(); return probe.Task; }, CancellationToken.None);
+        await called.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Held back in line for the probe's break, not spread over ten minutes.
+        Assert.Equal(Enumerable.Range(0, 5).Select(i => Break + TimeSpan.FromMilliseconds(8 * i)), BreakerHoldBacks(policy, 5));
+        probe.SetResult(Ok());
+        Assert.NotNull((await probing).Outcome);
+    }
+
+    [Fact]
+    public async Task In_a_long_outage_a_request_whose_deadline_falls_inside_the_spread_comes_back_before_it()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);
+        await OpenAsync(policy);
+        for (var i = 0; i < 6; i++) // failing for a minute
+        {
+            _time.Advance(Break);
+            Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None)).Outcome);
+        }
+
+        var deadline = _time.GetUtcNow() + Break + TimeSpan.FromSeconds(20);
+        var delays = new List<TimeSpan>();
+        for (var i = 0; i < 200; i++)
+        {
+            Assert.True(policy.ShouldHoldBack(out var delay, out _, deadline));
+            delays.Add(delay);
+        }
+        // Spread between the end of the break and the Deadline, not piled at the end of the break.
+        Assert.All(delays, d => Assert.InRange(d, Break, Break + TimeSpan.FromSeconds(20)));
+        Assert.True(delays.Count(d => d == Break) < 5, "not piled at the end of the break");
+        Assert.Contains(delays, d => d > Break + TimeSpan.FromSeconds(10));
+        // A Deadline before the end of the break: back as early as it may.
+        Assert.True(policy.ShouldHoldBack(out var late, out _, _time.GetUtcNow() + TimeSpan.FromSeconds(1)));
+        Assert.Equal(Break, late);
+    }
+
+    [Fact]
     public async Task However_long_a_destination_has_been_failing_its_returns_are_spread_over_at_most_the_longest_spread()
     {
         var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);
