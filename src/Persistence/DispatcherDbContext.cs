@@ -77,6 +77,7 @@ public sealed class DispatcherDbContext(DbContextOptions<DispatcherDbContext> op
             e.Property(x => x.PublishedAt).HasColumnName("published_at");
             e.Property(x => x.PublishAttempts).HasColumnName("publish_attempts");
             e.Property(x => x.LastError).HasColumnName("last_error");
+            e.Property(x => x.HeldFor).HasColumnName("held_for");
             // The relay only ever scans pending rows, in due order.
             e.HasIndex(x => x.NotBefore).HasDatabaseName("ix_outbox_pending_not_before").HasFilter("published_at IS NULL");
             e.HasIndex(x => x.PublishedAt).HasDatabaseName("ix_outbox_published_at").HasFilter("published_at IS NOT NULL");

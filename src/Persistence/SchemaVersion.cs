@@ -9,7 +9,7 @@ namespace Dispatcher.Persistence;
 public static class SchemaVersion
 {
     /// <summary>The newest migration of this build (a test keeps it equal to the last one EF Core knows).</summary>
-    public const string Latest = "20261128121500_OutboxNotifyDueTime";
+    public const string Latest = "20261128125815_OutboxHeldFor";
 
     /// <summary>The newest migration applied to the database; null when none is (no history table yet).</summary>
     public static async Task<string?> LatestAppliedAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)

@@ -36,7 +36,8 @@ public sealed record AttemptRecord(
     string? Error);
 
 /// <summary>A message to commit into the outbox with the state change.</summary>
-public sealed record OutboxEntry(Guid MessageId, string Kind, string Payload, DateTimeOffset NotBefore, string? TraceParent);
+/// <param name="HeldFor">Why a request sent back for later was held back or parked (OutboxMessage.HeldFor); null otherwise.</param>
+public sealed record OutboxEntry(Guid MessageId, string Kind, string Payload, DateTimeOffset NotBefore, string? TraceParent, string? HeldFor = null);
 
 /// <summary>
 /// The new state of a claimed dispatch, its attempt (if one was made) and the message that follows from it,

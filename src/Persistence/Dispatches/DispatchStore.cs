@@ -76,10 +76,10 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
             -- A completion retried after its commit's answer was lost must not record the same call twice.
             ON CONFLICT (lease_token) DO NOTHING
         ), ob AS (
-            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
-            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
-            FROM unnest(@o_request_ids, @o_lease_tokens, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores)
-                 AS o(request_id, lease_token, message_id, kind, payload, trace_parent, not_before)
+            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts, held_for)
+            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0, o.held_for
+            FROM unnest(@o_request_ids, @o_lease_tokens, @o_message_ids, @o_kinds, @o_payloads, @o_trace_parents, @o_not_befores, @o_held_fors)
+                 AS o(request_id, lease_token, message_id, kind, payload, trace_parent, not_before, held_for)
             -- By lease token too: a batch may hold two completions of one request (a copy that took the row over
             -- and the one it fenced out, finishing together); only the owner's message may be written.
             JOIN upd ON upd.request_id = o.request_id AND upd.lease_token = o.lease_token
@@ -195,6 +195,7 @@ public sealed class DispatchStore(DispatcherDataSources dataSources)
         cmd.AddArray("o_payloads", outbox, c => c.Outbox!.Payload);
         cmd.AddArray("o_trace_parents", outbox, c => c.Outbox!.TraceParent);
         cmd.AddArray("o_not_befores", outbox, c => c.Outbox!.NotBefore);
+        cmd.AddArray("o_held_fors", outbox, c => c.Outbox!.HeldFor);
 
         var applied = new HashSet<(Guid RequestId, Guid LeaseToken)>(commands.Count);
         var outboxIds = new Dictionary<Guid, long>(outbox.Count);

@@ -187,6 +187,10 @@ namespace Dispatcher.Persistence.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<string>("HeldFor")
+                        .HasColumnType("text")
+                        .HasColumnName("held_for");
+
                     b.Property<string>("Kind")
                         .IsRequired()
                         .HasColumnType("text")

@@ -18,6 +18,12 @@ public sealed class OutboxMessage
     public DateTimeOffset? PublishedAt { get; set; }
     public int PublishAttempts { get; set; }
     public string? LastError { get; set; }
+    /// <summary>
+    /// Why a request sent back for later was held back or parked by its destination's policies ("circuit open",
+    /// "MaxConcurrency reached", ...); null for retries, replays and events. A destination whose breaker closes after
+    /// a long outage brings its "circuit open" rows forward.
+    /// </summary>
+    public string? HeldFor { get; set; }
 }
 
 public static class OutboxKinds

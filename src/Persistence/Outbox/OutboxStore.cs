@@ -59,10 +59,10 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
     public async Task InsertAsync(IReadOnlyList<Dispatches.OutboxEntry> entries, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using var cmd = dataSources.Durable.CreateCommand("""
-            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts)
-            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0
-            FROM unnest(@message_ids, @kinds, @payloads, @trace_parents, @not_befores)
-                 AS o(message_id, kind, payload, trace_parent, not_before)
+            INSERT INTO outbox (message_id, kind, payload, trace_parent, not_before, created_at, publish_attempts, held_for)
+            SELECT o.message_id, o.kind, o.payload::jsonb, o.trace_parent, o.not_before, @now, 0, o.held_for
+            FROM unnest(@message_ids, @kinds, @payloads, @trace_parents, @not_befores, @held_fors)
+                 AS o(message_id, kind, payload, trace_parent, not_before, held_for)
             """);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.AddArray("message_ids", entries, e => e.MessageId);
@@ -70,6 +70,7 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
         cmd.AddArray("payloads", entries, e => e.Payload);
         cmd.AddArray("trace_parents", entries, e => e.TraceParent);
         cmd.AddArray("not_befores", entries, e => e.NotBefore);
+        cmd.AddArray("held_fors", entries, e => e.HeldFor);
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -85,6 +86,29 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.Parameters.Add(new NpgsqlParameter<long[]>("ids", [.. ids]));
         await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Brings forward the requests for <paramref name="destination"/> that were sent back for
+    /// <paramref name="heldFor"/> (its breaker: "circuit open") and are due after <paramref name="latest"/>: due
+    /// instead at random within <paramref name="within"/> from now. For a destination that recovered after a long
+    /// outage, whose returns were spread over it. Returns how many were brought forward.
+    /// </summary>
+    public async Task<int> ExpediteAsync(string destination, string heldFor, DateTimeOffset now, DateTimeOffset latest, TimeSpan within, CancellationToken cancellationToken)
+    {
+        // Through the pending rows' index (not_before), then by the request's destination (names are matched without
+        // regard to case, as the worker matches them).
+        await using var cmd = dataSources.Durable.CreateCommand("""
+            UPDATE outbox SET not_before = @now + random() * @within
+            WHERE published_at IS NULL AND not_before > @latest AND kind = 'request' AND held_for = @held_for
+              AND lower(payload->>'destination') = lower(@destination)
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+        cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("latest", latest));
+        cmd.Parameters.Add(new NpgsqlParameter<TimeSpan>("within", within));
+        cmd.Parameters.Add(new NpgsqlParameter<string>("held_for", heldFor));
+        cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>When the earliest pending row falls due (null: nothing pending).</summary>

@@ -141,7 +141,7 @@ internal sealed class DispatchProcessor(
     {
         // Spread the returns so that parked requests do not all come back in the same instant.
         var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
-        if (await RescheduleAsync(attempt, outcome: null, at, cancellationToken))
+        if (await RescheduleAsync(attempt, outcome: null, at, cancellationToken, heldFor: reason))
         {
             attempt.Destination.Metrics.Parked(reason).Inc();
             Log.Parked(logger, attempt.Request.RequestId, attempt.Destination.Name, reason, at);
@@ -152,7 +152,7 @@ internal sealed class DispatchProcessor(
         IncomingDispatch incoming, Destination destination, string requestJson, TimeSpan delay, string reason, CancellationToken cancellationToken)
     {
         var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
-        var entry = new OutboxEntry(incoming.MessageId ?? Guid.NewGuid(), OutboxKinds.Request, requestJson, at, incoming.TraceParent);
+        var entry = new OutboxEntry(incoming.MessageId ?? Guid.NewGuid(), OutboxKinds.Request, requestJson, at, incoming.TraceParent, HeldFor: reason);
         await durably.RunAsync(() => writer.HoldBackAsync(entry), cancellationToken);
         destination.Metrics.Parked(reason).Inc();
         Log.Parked(logger, incoming.Request.RequestId, destination.Name, reason, at);
@@ -189,14 +189,16 @@ internal sealed class DispatchProcessor(
 
     /// <summary>
     /// Commits the request as Scheduled with a copy of it in the outbox, due at <paramref name="at"/> (the durable,
-    /// delayed redelivery shared by retries and parking); false when another owner took the request over.
+    /// delayed redelivery shared by retries and parking, a park noting why it was <paramref name="heldFor"/>); false
+    /// when another owner took the request over.
     /// </summary>
-    private async Task<bool> RescheduleAsync(DispatchAttemptContext attempt, AttemptOutcome? outcome, DateTimeOffset at, CancellationToken cancellationToken)
+    private async Task<bool> RescheduleAsync(
+        DispatchAttemptContext attempt, AttemptOutcome? outcome, DateTimeOffset at, CancellationToken cancellationToken, string? heldFor = null)
     {
         var command = attempt.Completion(outcome, DispatchState.Scheduled, reason: null, outcome?.Error, time.GetUtcNow()) with
         {
             NextAttemptAt = at,
-            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent),
+            Outbox = new OutboxEntry(Guid.NewGuid(), OutboxKinds.Request, attempt.RequestJson, at, attempt.TraceParent, heldFor),
         };
         if ((await CommitAsync(attempt, command, cancellationToken)).Applied)
             return true;

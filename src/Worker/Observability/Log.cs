@@ -36,6 +36,9 @@ internal static partial class Log
     [LoggerMessage(17, LogLevel.Debug, "Dispatch {RequestId} to {Destination} parked ({Reason}) until {NextAttemptAt:O}")]
     public static partial void Parked(ILogger logger, Guid requestId, string destination, string reason, DateTimeOffset nextAttemptAt);
 
+    [LoggerMessage(32, LogLevel.Information, "Destination {Destination} recovered after {Outage} of failing: {Count} requests its breaker sent back brought forward to within {Within}")]
+    public static partial void BacklogBroughtForward(ILogger logger, string destination, TimeSpan outage, int count, TimeSpan within);
+
     [LoggerMessage(30, LogLevel.Warning, "Heartbeat failed: {Error}")]
     public static partial void HeartbeatFailed(ILogger logger, string error);
 

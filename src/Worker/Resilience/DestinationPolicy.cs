@@ -56,6 +56,9 @@ internal sealed class DestinationPolicy
     // the last (failures seen), not to now: a breaker left open by a blip and then no traffic has not been failing.
     private long _failingSinceTicks;
     private long _lastOpenedTicks;
+    // How long the last failing spell that spread its returns lasted (ticks; 0: none to bring forward), set as the
+    // breaker closes: what it sent back is due over as long as that, and the worker brings it forward (TakeRecovery).
+    private long _recoveredAfterTicks;
     private readonly Lock _returnLock = new();
     // Two lines of returns, each where its next return goes (UTC ticks; under _returnLock): from the cap, and from the
     // breaker (held back while open or while its probe runs, parked when Polly rejects them: those wait about a break,
@@ -112,6 +115,9 @@ internal sealed class DestinationPolicy
                 {
                     Volatile.Write(ref _openUntilTicks, 0);
                     Volatile.Write(ref _probingUntilTicks, 0);
+                    var failing = FailingFor;
+                    if (failing > MaxReturnLine)
+                        Volatile.Write(ref _recoveredAfterTicks, failing.Ticks);
                     Volatile.Write(ref _failingSinceTicks, 0);
                     metrics.CircuitState.Set(0);
                     return ValueTask.CompletedTask;
@@ -358,8 +364,7 @@ internal sealed class DestinationPolicy
     /// </remarks>
     private TimeSpan BreakerReturnDelay(TimeSpan earliest, DateTimeOffset? deadline)
     {
-        var since = Volatile.Read(ref _failingSinceTicks);
-        var failing = since == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Volatile.Read(ref _lastOpenedTicks) - since);
+        var failing = FailingFor;
         if (failing <= MaxReturnLine)
             return ReturnDelay(ref _breakerLine, earliest, deadline);
         var spread = (failing < MaxOutageSpread ? failing : MaxOutageSpread).Ticks;
@@ -367,6 +372,32 @@ internal sealed class DestinationPolicy
             spread = Math.Min(spread, d.UtcTicks - _time.GetUtcNow().UtcTicks - earliest.Ticks);
         return spread <= 0 ? earliest : earliest + TimeSpan.FromTicks(Random.Shared.NextInt64(spread + 1));
     }
+
+    /// <summary>How long the breaker has been failing: from its first opening in the spell to its last (zero while closed).</summary>
+    private TimeSpan FailingFor
+    {
+        get
+        {
+            var since = Volatile.Read(ref _failingSinceTicks);
+            return since == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Max(0, Volatile.Read(ref _lastOpenedTicks) - since));
+        }
+    }
+
+    /// <summary>
+    /// Once: true when the breaker has closed after a failing spell long enough to spread its returns (how long,
+    /// in <paramref name="outage"/>). What it sent back is due over up to that long (at most
+    /// <see cref="MaxOutageSpread"/>); the worker brings it forward (WorkerHeartbeatService), and gives it back with
+    /// <see cref="NoteRecovery"/> when that failed.
+    /// </summary>
+    public bool TakeRecovery(out TimeSpan outage)
+    {
+        outage = TimeSpan.FromTicks(Interlocked.Exchange(ref _recoveredAfterTicks, 0));
+        return outage > TimeSpan.Zero;
+    }
+
+    /// <summary>Gives back a recovery taken with <see cref="TakeRecovery"/> whose backlog could not be brought forward.</summary>
+    public void NoteRecovery(TimeSpan outage) =>
+        Interlocked.CompareExchange(ref _recoveredAfterTicks, outage.Ticks, 0);
 
     // A call starts: the first of a busy spell notes when (before it is counted, so that nobody sees calls under way
     // with a stale start).

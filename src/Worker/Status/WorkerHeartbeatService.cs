@@ -1,6 +1,8 @@
+using Dispatcher.Persistence.Outbox;
 using Dispatcher.Persistence.Status;
 using Dispatcher.Worker.Destinations;
 using Dispatcher.Worker.Observability;
+using Dispatcher.Worker.Resilience;
 
 namespace Dispatcher.Worker.Status;
 
@@ -8,10 +10,12 @@ namespace Dispatcher.Worker.Status;
 /// Every few seconds: reports this worker's breaker states and calls in flight (they live in memory) for
 /// <c>status</c>, reads how many live workers share each destination (a worker paces the requests it sends back
 /// from a destination's cap at its share of the rate limit: DestinationPolicy.ExpectedPace), and refreshes the
-/// gauges that come from outside the process (queue depth for autoscalers, dead letters).
+/// gauges that come from outside the process (queue depth for autoscalers, dead letters). And when a destination's
+/// breaker has closed after a long outage, brings forward what it sent back over the outage (DestinationPolicy.TakeRecovery).
 /// </summary>
 internal sealed class WorkerHeartbeatService(
-    DestinationRegistry destinations, StatusStore status, QueueInspector queues, TimeProvider time, ILogger<WorkerHeartbeatService> logger)
+    DestinationRegistry destinations, StatusStore status, QueueInspector queues, OutboxStore outbox, TimeProvider time,
+    ILogger<WorkerHeartbeatService> logger)
     : BackgroundService
 {
     private static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
@@ -42,6 +46,7 @@ internal sealed class WorkerHeartbeatService(
 
     private async Task BeatAsync(CancellationToken cancellationToken)
     {
+        await BringBacklogsForwardAsync(cancellationToken);
         var now = time.GetUtcNow();
         var rows = destinations.All.Select(d => new HeartbeatRow(_workerId, d.Name, (int)d.Metrics.CircuitState.Value,
             (int)d.Metrics.InFlight.Value, d.Options.RateLimit.PermitsPerSecond, now)).ToList();
@@ -60,5 +65,33 @@ internal sealed class WorkerHeartbeatService(
         var live = await status.LiveHeartbeatsAsync(now - 3 * Interval, cancellationToken);
         foreach (var d in destinations.All)
             d.Policy.FleetWorkers = live.Count(b => string.Equals(b.Destination, d.Name, StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>
+    /// A destination whose breaker closed after an outage longer than the return line spread what it sent back over
+    /// up to that outage (at most 5 minutes): those requests, due later than a line from now, are brought forward to
+    /// within a line (at random), so that a recovered partner gets its backlog within seconds rather than minutes
+    /// (not all at once: the cap's line paces what comes back beyond its room). Other workers' rows too: whichever
+    /// worker's breaker closes first brings them forward; the others then find none due that late.
+    /// </summary>
+    private async Task BringBacklogsForwardAsync(CancellationToken cancellationToken)
+    {
+        foreach (var d in destinations.All)
+        {
+            if (!d.Policy.TakeRecovery(out var outage))
+                continue;
+            try
+            {
+                var now = time.GetUtcNow();
+                var line = DestinationPolicy.MaxReturnLine;
+                var count = await outbox.ExpediteAsync(d.Name, DestinationPolicy.CircuitOpen, now, now + line, line, cancellationToken);
+                Log.BacklogBroughtForward(logger, d.Name, outage, count, line);
+            }
+            catch
+            {
+                d.Policy.NoteRecovery(outage);
+                throw;
+            }
+        }
     }
 }

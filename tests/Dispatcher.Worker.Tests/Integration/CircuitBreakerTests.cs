@@ -55,7 +55,7 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
     }
 
     [Fact]
-    public async Task A_backlog_at_a_destination_down_longer_than_the_return_line_is_sent_back_over_the_outage_and_all_succeed_once_it_recovers()
+    public async Task A_backlog_at_a_destination_down_longer_than_the_return_line_is_sent_back_over_the_outage_brought_forward_once_it_recovers_and_all_succeed()
     {
         var breakDuration = TimeSpan.FromSeconds(2);
         await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
@@ -87,12 +87,24 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
         var sentFurther = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{line} seconds'";
         await Eventually.TrueAsync(async () => await s.ScalarAsync(sentFurther) > 0, TimeSpan.FromSeconds(40),
             "a request sent back further than a break and the return line");
+        // Down for long enough that, at the recovery, some are due more than 16 s later.
+        const string dueLate = "SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > now() + interval '16 seconds'";
+        await Eventually.TrueAsync(async () => await s.ScalarAsync(dueLate) > 0, TimeSpan.FromSeconds(40),
+            "a request due more than 16 s from now");
+        Assert.True(await s.ScalarAsync("SELECT count(*) FROM outbox WHERE held_for = 'circuit open'") > 0, "rows say why they were held");
         // Never further than the longest spread (from the end of a break).
         var longest = (DestinationPolicy.MaxOutageSpread + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
         Assert.Equal(0, await s.ScalarAsync($"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{longest} seconds'"));
 
         Volatile.Write(ref recovered, 1);
-        await s.WaitForTerminalAsync(ids, TimeSpan.FromSeconds(90));
+        var recoveredAt = DateTimeOffset.UtcNow;
+
+        // Recovered (its next probe succeeds within a break): within a heartbeat (5 s), what the breaker sent back over
+        // the outage is brought forward to within a line (10 s), instead of staying due as late as the outage was long.
+        var stillLate = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > '{recoveredAt.AddSeconds(14):O}'::timestamptz";
+        await Eventually.TrueAsync(async () => await s.ScalarAsync(stillLate) == 0, TimeSpan.FromSeconds(12),
+            "no request left due more than 14 s after the recovery");
+        await s.WaitForTerminalAsync(ids, TimeSpan.FromSeconds(60));
         var states = await s.StatesAsync();
         Assert.All(ids, id => Assert.Equal("Succeeded", states[id].State));
         // Sent back by the breaker, a request spent no attempt: each request's attempts are exactly its calls, and

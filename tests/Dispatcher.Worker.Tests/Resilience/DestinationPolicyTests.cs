@@ -387,6 +387,35 @@ public sealed class DestinationPolicyTests
     }
 
     [Fact]
+    public async Task A_breaker_that_closes_after_a_spell_long_enough_to_spread_its_returns_says_so_once()
+    {
+        var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);
+        // A short spell (opened once, its first probe succeeds): returns were in line, nothing to bring forward.
+        await OpenAsync(policy);
+        _time.Advance(Break);
+        Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).Outcome);
+        Assert.False(policy.TakeRecovery(out _));
+
+        // A long one: two failed probes (20 s), then one succeeds.
+        _time.Advance(TimeSpan.FromSeconds(30));
+        await OpenAsync(policy);
+        for (var i = 0; i < 2; i++)
+        {
+            _time.Advance(Break);
+            Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Failed()), CancellationToken.None)).Outcome);
+        }
+        _time.Advance(Break);
+        Assert.NotNull((await policy.ExecuteAsync(_ => Task.FromResult(Ok()), CancellationToken.None)).Outcome);
+
+        Assert.True(policy.TakeRecovery(out var outage));
+        Assert.Equal(TimeSpan.FromSeconds(20), outage);
+        Assert.False(policy.TakeRecovery(out _)); // once
+        policy.NoteRecovery(outage); // given back when it could not be done
+        Assert.True(policy.TakeRecovery(out var again));
+        Assert.Equal(outage, again);
+    }
+
+    [Fact]
     public async Task However_long_a_destination_has_been_failing_its_returns_are_spread_over_at_most_the_longest_spread()
     {
         var policy = Policy(permitsPerSecond: 100, maxConcurrency: 8);

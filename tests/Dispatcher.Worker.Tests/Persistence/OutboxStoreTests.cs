@@ -1,0 +1,54 @@
+using Dispatcher.Persistence;
+using Dispatcher.Persistence.Dispatches;
+using Dispatcher.Persistence.Model;
+using Dispatcher.Persistence.Outbox;
+using Dispatcher.Worker.Tests.Infrastructure;
+using Npgsql;
+
+namespace Dispatcher.Worker.Tests.Persistence;
+
+[Collection(IntegrationCollection.Name)]
+public sealed class OutboxStoreTests(ServicesFixture services)
+{
+    [Fact]
+    public async Task Bringing_a_recovered_destinations_backlog_forward_moves_only_what_its_breaker_sent_back_for_later()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new OutboxStore(dataSources);
+        var now = DateTimeOffset.UtcNow;
+        var later = now.AddMinutes(3);
+        OutboxEntry Row(string destination, DateTimeOffset due, string? heldFor) =>
+            new(Guid.NewGuid(), OutboxKinds.Request, $"{{\"destination\":\"{destination}\"}}", due, null, heldFor);
+        var moved = new[] { Row("pay", later, "circuit open"), Row("PAY", later, "circuit open") };
+        var kept = new[]
+        {
+            Row("pay", later, null), // a retry (a Retry-After, say): its time is the partner's
+            Row("pay", later, "MaxConcurrency reached"),
+            Row("other", later, "circuit open"),
+            Row("pay", now.AddSeconds(5), "circuit open"), // due within the line already
+        };
+        await store.InsertAsync([.. moved, .. kept], now, CancellationToken.None);
+
+        var count = await store.ExpediteAsync("Pay", "circuit open", now, now.AddSeconds(10), TimeSpan.FromSeconds(10), CancellationToken.None);
+
+        Assert.Equal(2, count);
+        var due = await DueTimesAsync(postgres);
+        Assert.All(moved, m => Assert.InRange(due[m.MessageId], now.AddMilliseconds(-1), now.AddSeconds(10)));
+        Assert.All(kept, k => Assert.Equal(k.NotBefore.UtcTicks / 10, due[k.MessageId].UtcTicks / 10)); // (PostgreSQL keeps microseconds)
+        // A second worker whose breaker closes too finds nothing due that late.
+        Assert.Equal(0, await store.ExpediteAsync("pay", "circuit open", now, now.AddSeconds(10), TimeSpan.FromSeconds(10), CancellationToken.None));
+    }
+
+    private static async Task<Dictionary<Guid, DateTimeOffset>> DueTimesAsync(string postgres)
+    {
+        await using var connection = new NpgsqlConnection(postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand("SELECT message_id, not_before FROM outbox", connection);
+        await using var reader = await cmd.ExecuteReaderAsync();
+        var result = new Dictionary<Guid, DateTimeOffset>();
+        while (await reader.ReadAsync())
+            result[reader.GetGuid(0)] = reader.GetFieldValue<DateTimeOffset>(1);
+        return result;
+    }
+}
