@@ -91,21 +91,33 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
     /// <summary>
     /// Brings forward the requests for <paramref name="destination"/> that were sent back for
     /// <paramref name="heldFor"/> (its breaker: "circuit open") and are due after <paramref name="latest"/>: due
-    /// instead at random within <paramref name="within"/> from now. For a destination that recovered after a long
-    /// outage, whose returns were spread over it. Returns how many were brought forward.
+    /// instead at random over the time the destination takes them at <paramref name="perSecond"/> (the fleet's pace for
+    /// it), at least <paramref name="shortest"/> and at most <paramref name="longest"/> from now. For a destination
+    /// that recovered after a long outage, whose returns were spread over it. Returns how many were brought forward.
     /// </summary>
-    public async Task<int> ExpediteAsync(string destination, string heldFor, DateTimeOffset now, DateTimeOffset latest, TimeSpan within, CancellationToken cancellationToken)
+    public async Task<int> ExpediteAsync(
+        string destination, string heldFor, DateTimeOffset now, DateTimeOffset latest, double perSecond, TimeSpan shortest, TimeSpan longest,
+        CancellationToken cancellationToken)
     {
         // Through the pending rows' index (not_before), then by the request's destination (names are matched without
         // regard to case, as the worker matches them).
         await using var cmd = dataSources.Durable.CreateCommand("""
-            UPDATE outbox SET not_before = @now + random() * @within
-            WHERE published_at IS NULL AND not_before > @latest AND kind = 'request' AND held_for = @held_for
-              AND lower(payload->>'destination') = lower(@destination)
+            WITH held AS (
+                SELECT id FROM outbox
+                WHERE published_at IS NULL AND not_before > @latest AND kind = 'request' AND held_for = @held_for
+                  AND lower(payload->>'destination') = lower(@destination)
+            ), spread AS (
+                SELECT LEAST(@longest, GREATEST(@shortest, make_interval(secs => count(*) / @per_second))) AS span FROM held
+            )
+            UPDATE outbox o SET not_before = @now + random() * spread.span
+            FROM held, spread
+            WHERE o.id = held.id AND o.published_at IS NULL
             """);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("latest", latest));
-        cmd.Parameters.Add(new NpgsqlParameter<TimeSpan>("within", within));
+        cmd.Parameters.Add(new NpgsqlParameter<double>("per_second", double.IsFinite(perSecond) && perSecond > 0 ? perSecond : double.MaxValue));
+        cmd.Parameters.Add(new NpgsqlParameter<TimeSpan>("shortest", shortest));
+        cmd.Parameters.Add(new NpgsqlParameter<TimeSpan>("longest", longest));
         cmd.Parameters.Add(new NpgsqlParameter<string>("held_for", heldFor));
         cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
         return await cmd.ExecuteNonQueryAsync(cancellationToken);

@@ -36,8 +36,11 @@ internal static partial class Log
     [LoggerMessage(17, LogLevel.Debug, "Dispatch {RequestId} to {Destination} parked ({Reason}) until {NextAttemptAt:O}")]
     public static partial void Parked(ILogger logger, Guid requestId, string destination, string reason, DateTimeOffset nextAttemptAt);
 
-    [LoggerMessage(32, LogLevel.Information, "Destination {Destination} recovered after {Outage} of failing: {Count} requests its breaker sent back brought forward to within {Within}")]
-    public static partial void BacklogBroughtForward(ILogger logger, string destination, TimeSpan outage, int count, TimeSpan within);
+    [LoggerMessage(32, LogLevel.Information, "Destination {Destination} recovered after {Outage} of failing: {Count} requests its breaker sent back brought forward")]
+    public static partial void BacklogBroughtForward(ILogger logger, string destination, TimeSpan outage, int count);
+
+    [LoggerMessage(33, LogLevel.Warning, "Bringing a recovered destination's backlog forward failed (tried again at the next heartbeat): {Error}")]
+    public static partial void BringingForwardFailed(ILogger logger, string error);
 
     [LoggerMessage(30, LogLevel.Warning, "Heartbeat failed: {Error}")]
     public static partial void HeartbeatFailed(ILogger logger, string error);

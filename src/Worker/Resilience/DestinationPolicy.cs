@@ -395,6 +395,10 @@ internal sealed class DestinationPolicy
         return outage > TimeSpan.Zero;
     }
 
+    /// <summary>Closed: neither open, nor probing, nor in a failing spell.</summary>
+    public bool IsClosed =>
+        Volatile.Read(ref _failingSinceTicks) == 0 && Volatile.Read(ref _openUntilTicks) == 0 && Volatile.Read(ref _probingUntilTicks) == 0;
+
     /// <summary>Gives back a recovery taken with <see cref="TakeRecovery"/> whose backlog could not be brought forward.</summary>
     public void NoteRecovery(TimeSpan outage) =>
         Interlocked.CompareExchange(ref _recoveredAfterTicks, outage.Ticks, 0);

@@ -46,7 +46,6 @@ internal sealed class WorkerHeartbeatService(
 
     private async Task BeatAsync(CancellationToken cancellationToken)
     {
-        await BringBacklogsForwardAsync(cancellationToken);
         var now = time.GetUtcNow();
         var rows = destinations.All.Select(d => new HeartbeatRow(_workerId, d.Name, (int)d.Metrics.CircuitState.Value,
             (int)d.Metrics.InFlight.Value, d.Options.RateLimit.PermitsPerSecond, now)).ToList();
@@ -65,14 +64,26 @@ internal sealed class WorkerHeartbeatService(
         var live = await status.LiveHeartbeatsAsync(now - 3 * Interval, cancellationToken);
         foreach (var d in destinations.All)
             d.Policy.FleetWorkers = live.Count(b => string.Equals(b.Destination, d.Name, StringComparison.OrdinalIgnoreCase));
+
+        // After the beat, on its own: a slow or failing statement here must not make the worker look gone.
+        try
+        {
+            await BringBacklogsForwardAsync(cancellationToken);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            Log.BringingForwardFailed(logger, ex.Message);
+        }
     }
 
     /// <summary>
     /// A destination whose breaker closed after an outage longer than the return line spread what it sent back over
-    /// up to that outage (at most 5 minutes): those requests, due later than a line from now, are brought forward to
-    /// within a line (at random), so that a recovered partner gets its backlog within seconds rather than minutes
-    /// (not all at once: the cap's line paces what comes back beyond its room). Other workers' rows too: whichever
-    /// worker's breaker closes first brings them forward; the others then find none due that late.
+    /// up to that outage (at most 5 minutes): those requests, due later than a line from now, are brought forward, at
+    /// random over the time the fleet takes them at the destination's pace (its rate limit, or its cap over its calls'
+    /// duration), within a line at least and the longest spread at most, so that a recovered partner gets its backlog
+    /// as fast as it takes it rather than over as long as it was down (and not faster: the returns would only go round
+    /// the cap again). Other workers' rows too: whichever worker's breaker closes first brings them forward; the others
+    /// then find none due that late. Not while the breaker has opened again since (failing again): once it is closed.
     /// </summary>
     private async Task BringBacklogsForwardAsync(CancellationToken cancellationToken)
     {
@@ -80,12 +91,18 @@ internal sealed class WorkerHeartbeatService(
         {
             if (!d.Policy.TakeRecovery(out var outage))
                 continue;
+            if (!d.Policy.IsClosed)
+            {
+                d.Policy.NoteRecovery(outage); // failing again: once it closes
+                continue;
+            }
             try
             {
                 var now = time.GetUtcNow();
                 var line = DestinationPolicy.MaxReturnLine;
-                var count = await outbox.ExpediteAsync(d.Name, DestinationPolicy.CircuitOpen, now, now + line, line, cancellationToken);
-                Log.BacklogBroughtForward(logger, d.Name, outage, count, line);
+                var count = await outbox.ExpediteAsync(d.Name, DestinationPolicy.CircuitOpen, now, now + line,
+                    d.Policy.ExpectedPace * d.Policy.FleetWorkers, line, DestinationPolicy.MaxOutageSpread, cancellationToken);
+                Log.BacklogBroughtForward(logger, d.Name, outage, count);
             }
             catch
             {

@@ -87,10 +87,10 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
         var sentFurther = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{line} seconds'";
         await Eventually.TrueAsync(async () => await s.ScalarAsync(sentFurther) > 0, TimeSpan.FromSeconds(40),
             "a request sent back further than a break and the return line");
-        // Down for long enough that, at the recovery, some are due more than 16 s later.
-        const string dueLate = "SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > now() + interval '16 seconds'";
-        await Eventually.TrueAsync(async () => await s.ScalarAsync(dueLate) > 0, TimeSpan.FromSeconds(40),
-            "a request due more than 16 s from now");
+        // Down for long enough that, at the recovery, some are due more than 22 s later.
+        const string dueLate = "SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > now() + interval '22 seconds'";
+        await Eventually.TrueAsync(async () => await s.ScalarAsync(dueLate) > 0, TimeSpan.FromSeconds(45),
+            "a request due more than 22 s from now");
         Assert.True(await s.ScalarAsync("SELECT count(*) FROM outbox WHERE held_for = 'circuit open'") > 0, "rows say why they were held");
         // Never further than the longest spread (from the end of a break).
         var longest = (DestinationPolicy.MaxOutageSpread + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
@@ -99,11 +99,13 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
         Volatile.Write(ref recovered, 1);
         var recoveredAt = DateTimeOffset.UtcNow;
 
-        // Recovered (its next probe succeeds within a break): within a heartbeat (5 s), what the breaker sent back over
-        // the outage is brought forward to within a line (10 s), instead of staying due as late as the outage was long.
-        var stillLate = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > '{recoveredAt.AddSeconds(14):O}'::timestamptz";
-        await Eventually.TrueAsync(async () => await s.ScalarAsync(stillLate) == 0, TimeSpan.FromSeconds(12),
-            "no request left due more than 14 s after the recovery");
+        // Recovered: its next probe succeeds within a break (2 s, and a request's arrival), the next heartbeat (within
+        // 5 s) brings what the breaker sent back over the outage forward to within a line (10 s: this destination takes
+        // them faster than that), so none is due more than ~17.5 s after the recovery; without it, some stay due more
+        // than 22 s after it, and pending until then.
+        var stillLate = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND published_at IS NULL AND not_before > '{recoveredAt.AddSeconds(19):O}'::timestamptz";
+        await Eventually.TrueAsync(async () => await s.ScalarAsync(stillLate) == 0, TimeSpan.FromSeconds(16),
+            "no request left due more than 19 s after the recovery");
         await s.WaitForTerminalAsync(ids, TimeSpan.FromSeconds(60));
         var states = await s.StatesAsync();
         Assert.All(ids, id => Assert.Equal("Succeeded", states[id].State));

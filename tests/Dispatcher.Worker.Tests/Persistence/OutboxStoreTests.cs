@@ -30,14 +30,46 @@ public sealed class OutboxStoreTests(ServicesFixture services)
         };
         await store.InsertAsync([.. moved, .. kept], now, CancellationToken.None);
 
-        var count = await store.ExpediteAsync("Pay", "circuit open", now, now.AddSeconds(10), TimeSpan.FromSeconds(10), CancellationToken.None);
+        var count = await store.ExpediteAsync("Pay", "circuit open", now, now.AddSeconds(10), perSecond: 1000,
+            TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), CancellationToken.None);
 
         Assert.Equal(2, count);
         var due = await DueTimesAsync(postgres);
         Assert.All(moved, m => Assert.InRange(due[m.MessageId], now.AddMilliseconds(-1), now.AddSeconds(10)));
         Assert.All(kept, k => Assert.Equal(k.NotBefore.UtcTicks / 10, due[k.MessageId].UtcTicks / 10)); // (PostgreSQL keeps microseconds)
         // A second worker whose breaker closes too finds nothing due that late.
-        Assert.Equal(0, await store.ExpediteAsync("pay", "circuit open", now, now.AddSeconds(10), TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.Equal(0, await store.ExpediteAsync("pay", "circuit open", now, now.AddSeconds(10), perSecond: 1000,
+            TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_backlog_brought_forward_is_spread_over_the_time_the_destination_takes_it_within_the_longest_spread()
+    {
+        var postgres = await services.CreateDatabaseAsync();
+        await using var dataSources = new DispatcherDataSources(postgres);
+        var store = new OutboxStore(dataSources);
+        var now = DateTimeOffset.UtcNow;
+        var rows = Enumerable.Range(0, 200).Select(_ => new OutboxEntry(
+            Guid.NewGuid(), OutboxKinds.Request, "{\"destination\":\"slow\"}", now.AddMinutes(4), null, "circuit open")).ToList();
+        await store.InsertAsync(rows, now, CancellationToken.None);
+
+        // 200 requests at 2 a second: over 100 s, not the 10-s line (they would go round the cap again).
+        Assert.Equal(200, await store.ExpediteAsync("slow", "circuit open", now, now.AddSeconds(10), perSecond: 2,
+            TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), CancellationToken.None));
+        var due = (await DueTimesAsync(postgres)).Values.ToList();
+        Assert.All(due, d => Assert.InRange(d, now.AddMilliseconds(-1), now.AddSeconds(100)));
+        Assert.Contains(due, d => d > now.AddSeconds(60));
+
+        // At 0.1 a second they would take 2,000 s: at most the longest spread. An unknown pace: the line.
+        await using (var connection = new NpgsqlConnection(postgres))
+        {
+            await connection.OpenAsync();
+            await using var reset = new NpgsqlCommand("UPDATE outbox SET not_before = now() + interval '4 minutes'", connection);
+            await reset.ExecuteNonQueryAsync();
+        }
+        Assert.Equal(200, await store.ExpediteAsync("slow", "circuit open", now, now.AddSeconds(10), perSecond: 0.1,
+            TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), CancellationToken.None));
+        Assert.All((await DueTimesAsync(postgres)).Values, d => Assert.InRange(d, now.AddMilliseconds(-1), now.AddSeconds(30)));
     }
 
     private static async Task<Dictionary<Guid, DateTimeOffset>> DueTimesAsync(string postgres)
