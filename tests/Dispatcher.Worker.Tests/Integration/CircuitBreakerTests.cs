@@ -8,11 +8,15 @@ namespace Dispatcher.Worker.Tests.Integration;
 public sealed class CircuitBreakerTests(ServicesFixture services)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan BreakDuration = TimeSpan.FromSeconds(2);
 
-    [Fact]
-    public async Task A_failing_destination_opens_the_breaker_which_parks_requests_without_calls_and_all_succeed_once_it_recovers()
+    /// <summary>
+    /// A destination answering 503 until <c>recover</c> is called; its breaker opens after 4 calls (half of them
+    /// failed) and probes every 2 s; retries (0.1-0.5 s apart) do not run out.
+    /// </summary>
+    private async Task<(Scenario Scenario, Action Recover)> StartDownAsync()
     {
-        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
+        var s = await Scenario.StartAsync(services, new Dictionary<string, string>
         {
             ["Dispatcher:Destinations:{destination}:CircuitBreaker:MinimumThroughput"] = "4",
             ["Dispatcher:Destinations:{destination}:CircuitBreaker:FailureRatio"] = "0.5",
@@ -28,6 +32,14 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
             context.Response.StatusCode = Volatile.Read(ref recovered) == 1 ? 200 : 503;
             return Task.CompletedTask;
         };
+        return (s, () => Volatile.Write(ref recovered, 1));
+    }
+
+    [Fact]
+    public async Task A_failing_destination_opens_the_breaker_which_parks_requests_without_calls_and_all_succeed_once_it_recovers()
+    {
+        var (scenario, recover) = await StartDownAsync();
+        await using var s = scenario;
         var circuit = DispatcherMetrics.CircuitState.WithLabels(s.Destination);
         var parkedByBreaker = DispatcherMetrics.Parked.WithLabels(s.Destination, "circuit open");
         var requests = Enumerable.Range(0, 30).Select(i => s.NewRequest($"/orders/{i}")).ToList();
@@ -37,7 +49,7 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
             await s.SendAsync(r);
         await Eventually.TrueAsync(() => circuit.Value == 1, Timeout, "the breaker to open");
         await Eventually.TrueAsync(() => parkedByBreaker.Value > 0, Timeout, "requests parked because the circuit is open");
-        Volatile.Write(ref recovered, 1);
+        recover();
 
         await s.WaitForTerminalAsync(ids, Timeout);
         var states = await s.StatesAsync();
@@ -57,23 +69,8 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
     [Fact]
     public async Task A_backlog_at_a_destination_down_longer_than_the_return_line_is_sent_back_over_the_outage_brought_forward_once_it_recovers_and_all_succeed()
     {
-        var breakDuration = TimeSpan.FromSeconds(2);
-        await using var s = await Scenario.StartAsync(services, new Dictionary<string, string>
-        {
-            ["Dispatcher:Destinations:{destination}:CircuitBreaker:MinimumThroughput"] = "4",
-            ["Dispatcher:Destinations:{destination}:CircuitBreaker:FailureRatio"] = "0.5",
-            ["Dispatcher:Destinations:{destination}:CircuitBreaker:SamplingDuration"] = "00:00:02",
-            ["Dispatcher:Destinations:{destination}:CircuitBreaker:BreakDuration"] = "00:00:02",
-            ["Dispatcher:Destinations:{destination}:Retry:MaxAttempts"] = "50",
-            ["Dispatcher:Destinations:{destination}:Retry:BaseDelay"] = "00:00:00.100",
-            ["Dispatcher:Destinations:{destination}:Retry:MaxDelay"] = "00:00:00.500",
-        });
-        var recovered = 0;
-        s.Downstream.Handler = context =>
-        {
-            context.Response.StatusCode = Volatile.Read(ref recovered) == 1 ? 200 : 503;
-            return Task.CompletedTask;
-        };
+        var (scenario, recover) = await StartDownAsync();
+        await using var s = scenario;
         var requests = Enumerable.Range(0, 200).Select(i => s.NewRequest($"/orders/{i}")).ToList();
         var ids = requests.Select(r => r.RequestId).ToList();
         foreach (var r in requests)
@@ -83,7 +80,7 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
         // For the outage's first 10 s the backlog goes round within the rest of a break and the 10-s line (and up to
         // 250 ms of jitter); retries wait at most 0.5 s. Past that, the breaker spreads its returns over as long as the
         // destination has been down: some go further than any line would have sent them.
-        var line = (DestinationPolicy.MaxReturnLine + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
+        var line = (DestinationPolicy.MaxReturnLine + BreakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
         var sentFurther = $"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{line} seconds'";
         await Eventually.TrueAsync(async () => await s.ScalarAsync(sentFurther) > 0, TimeSpan.FromSeconds(40),
             "a request sent back further than a break and the return line");
@@ -93,10 +90,10 @@ public sealed class CircuitBreakerTests(ServicesFixture services)
             "a request due more than 22 s from now");
         Assert.True(await s.ScalarAsync("SELECT count(*) FROM outbox WHERE held_for = 'circuit open'") > 0, "rows say why they were held");
         // Never further than the longest spread (from the end of a break).
-        var longest = (DestinationPolicy.MaxOutageSpread + breakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
+        var longest = (DestinationPolicy.MaxOutageSpread + BreakDuration + TimeSpan.FromSeconds(0.5)).TotalSeconds;
         Assert.Equal(0, await s.ScalarAsync($"SELECT count(*) FROM outbox WHERE kind = 'request' AND not_before - created_at > interval '{longest} seconds'"));
 
-        Volatile.Write(ref recovered, 1);
+        recover();
         var recoveredAt = DateTimeOffset.UtcNow;
 
         // Recovered: its next probe succeeds within a break (2 s, and a request's arrival), the next heartbeat (within

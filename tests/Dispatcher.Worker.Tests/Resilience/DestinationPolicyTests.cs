@@ -485,13 +485,13 @@ public sealed class DestinationPolicyTests
             },
         }, new DestinationMetrics($"policy-test-{Guid.NewGuid():N}"), rateLimits: null, _time, workerSlots);
 
-    private static List<TimeSpan> HoldBacks(DestinationPolicy policy, int count)
+    private static List<TimeSpan> HoldBacks(DestinationPolicy policy, int count, string expectedReason = DestinationPolicy.AtCapacity)
     {
         var delays = new List<TimeSpan>();
         for (var i = 0; i < count; i++)
         {
             Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
-            Assert.Equal(DestinationPolicy.AtCapacity, reason);
+            Assert.Equal(expectedReason, reason);
             delays.Add(delay);
         }
         return delays;
@@ -506,17 +506,7 @@ public sealed class DestinationPolicyTests
         Assert.Equal(DestinationPolicy.CircuitOpen, reason);
     }
 
-    private static List<TimeSpan> BreakerHoldBacks(DestinationPolicy policy, int count)
-    {
-        var delays = new List<TimeSpan>();
-        for (var i = 0; i < count; i++)
-        {
-            Assert.True(policy.ShouldHoldBack(out var delay, out var reason));
-            Assert.Equal(DestinationPolicy.CircuitOpen, reason);
-            delays.Add(delay);
-        }
-        return delays;
-    }
+    private static List<TimeSpan> BreakerHoldBacks(DestinationPolicy policy, int count) => HoldBacks(policy, count, DestinationPolicy.CircuitOpen);
 
     private AttemptOutcome Ok() => new(AttemptResult.Success, _time.GetUtcNow(), TimeSpan.Zero, 200);
 
