@@ -93,7 +93,8 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
     /// <paramref name="heldFor"/> (its breaker: "circuit open") and are due after <paramref name="latest"/>: due
     /// instead at random over the time the destination takes them at <paramref name="perSecond"/> (the fleet's pace for
     /// it), at least <paramref name="shortest"/> and at most <paramref name="longest"/> from now. For a destination
-    /// that recovered after a long outage, whose returns were spread over it. Returns how many were brought forward.
+    /// that recovered after a long outage, whose returns were spread over it; a claimed request's Scheduled row
+    /// (<paramref name="destination"/> as configured) shows its new time. Returns how many were brought forward.
     /// </summary>
     public async Task<int> ExpediteAsync(
         string destination, string heldFor, DateTimeOffset now, DateTimeOffset latest, double perSecond, TimeSpan shortest, TimeSpan longest,
@@ -108,10 +109,18 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
                   AND lower(payload->>'destination') = lower(@destination)
             ), spread AS (
                 SELECT LEAST(@longest, GREATEST(@shortest, make_interval(secs => count(*) / @per_second))) AS span FROM held
+            ), moved AS (
+                UPDATE outbox o SET not_before = @now + random() * spread.span
+                FROM held, spread
+                WHERE o.id = held.id AND o.published_at IS NULL
+                RETURNING o.message_id, o.not_before
+            ), shown AS (
+                -- The claimed ones' Scheduled rows say when they come back (dispatches show): the row a message owns.
+                UPDATE dispatches d SET next_attempt_at = moved.not_before
+                FROM moved
+                WHERE d.state = 'Scheduled' AND d.destination = @destination AND d.message_id = moved.message_id
             )
-            UPDATE outbox o SET not_before = @now + random() * spread.span
-            FROM held, spread
-            WHERE o.id = held.id AND o.published_at IS NULL
+            SELECT count(*)::int FROM moved
             """);
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
         cmd.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("latest", latest));
@@ -120,7 +129,7 @@ public sealed class OutboxStore(DispatcherDataSources dataSources)
         cmd.Parameters.Add(new NpgsqlParameter<TimeSpan>("longest", longest));
         cmd.Parameters.Add(new NpgsqlParameter<string>("held_for", heldFor));
         cmd.Parameters.Add(new NpgsqlParameter<string>("destination", destination));
-        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+        return (int)(await cmd.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>When the earliest pending row falls due (null: nothing pending).</summary>

@@ -29,6 +29,18 @@ public sealed class OutboxStoreTests(ServicesFixture services)
             Row("pay", now.AddSeconds(5), "circuit open"), // due within the line already
         };
         await store.InsertAsync([.. moved, .. kept], now, CancellationToken.None);
+        // The first was a claimed request, parked: its Scheduled row (owned by the outbox row's message) says when.
+        await using (var connection = new NpgsqlConnection(postgres))
+        {
+            await connection.OpenAsync();
+            await using var scheduled = new NpgsqlCommand("""
+                INSERT INTO dispatches (request_id, destination, state, attempts, cycle, request, message_id, next_attempt_at, created_at, updated_at)
+                VALUES (gen_random_uuid(), 'Pay', 'Scheduled', 1, 0, '{}', @message_id, @due, now(), now())
+                """, connection);
+            scheduled.Parameters.AddWithValue("message_id", moved[0].MessageId);
+            scheduled.Parameters.AddWithValue("due", later);
+            await scheduled.ExecuteNonQueryAsync();
+        }
 
         var count = await store.ExpediteAsync("Pay", "circuit open", now, now.AddSeconds(10), perSecond: 1000,
             TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), CancellationToken.None);
@@ -36,6 +48,7 @@ public sealed class OutboxStoreTests(ServicesFixture services)
         Assert.Equal(2, count);
         var due = await DueTimesAsync(postgres);
         Assert.All(moved, m => Assert.InRange(due[m.MessageId], now.AddMilliseconds(-1), now.AddSeconds(10)));
+        Assert.Equal(due[moved[0].MessageId], await NextAttemptAsync(postgres, moved[0].MessageId));
         Assert.All(kept, k => Assert.Equal(k.NotBefore.UtcTicks / 10, due[k.MessageId].UtcTicks / 10)); // (PostgreSQL keeps microseconds)
         // A second worker whose breaker closes too finds nothing due that late.
         Assert.Equal(0, await store.ExpediteAsync("pay", "circuit open", now, now.AddSeconds(10), perSecond: 1000,
@@ -70,6 +83,17 @@ public sealed class OutboxStoreTests(ServicesFixture services)
         Assert.Equal(200, await store.ExpediteAsync("slow", "circuit open", now, now.AddSeconds(10), perSecond: 0.1,
             TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), CancellationToken.None));
         Assert.All((await DueTimesAsync(postgres)).Values, d => Assert.InRange(d, now.AddMilliseconds(-1), now.AddSeconds(30)));
+    }
+
+    private static async Task<DateTimeOffset> NextAttemptAsync(string postgres, Guid messageId)
+    {
+        await using var connection = new NpgsqlConnection(postgres);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand("SELECT next_attempt_at FROM dispatches WHERE message_id = @m", connection);
+        cmd.Parameters.AddWithValue("m", messageId);
+        await using var reader = await cmd.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync());
+        return reader.GetFieldValue<DateTimeOffset>(0);
     }
 
     private static async Task<Dictionary<Guid, DateTimeOffset>> DueTimesAsync(string postgres)
