@@ -13,6 +13,7 @@ namespace Dispatcher.Bench;
 /// <item><c>/delay/{ms}</c>: answers after that latency (the wait ends early when the caller goes away), with the
 /// latency as served in a <c>Server-Timing: app;dur=</c> header.</item>
 /// <item><c>/status/{code}</c>: answers at once with that status (a destination that is down).</item>
+/// <item><c>/down-until-up/{key}</c>: 503 at once until <c>/__up/{key}</c> was called, then 200 (a destination that recovers).</item>
 /// <item><c>/record/{key}[/delay/{ms}]</c>: the same, and records the arrival time of the call under <c>key</c>.</item>
 /// <item><c>/__stats/{key}[?times=0]</c>: what was recorded under <c>key</c>: the child's clock now, the call count,
 /// the most calls in flight at once and (unless <c>times=0</c>) every arrival time, all in ms since the child started.</item>
@@ -49,6 +50,13 @@ internal sealed class Downstream : IAsyncDisposable
         return new Downstream(process, new Uri(url));
     }
 
+    /// <summary>From now on <c>/down-until-up/{key}</c> answers 200.</summary>
+    public async Task BringUpAsync(string key)
+    {
+        using var response = await _http.GetAsync($"/__up/{key}");
+        response.EnsureSuccessStatusCode();
+    }
+
     /// <summary>What the child recorded under <paramref name="key"/>.</summary>
     public async Task<Stats> GetStatsAsync(string key, bool withTimes = true)
     {
@@ -79,6 +87,7 @@ internal sealed class Downstream : IAsyncDisposable
         _ = args;
         var clock = Stopwatch.StartNew();
         var recorders = new ConcurrentDictionary<string, Recorder>(StringComparer.Ordinal);
+        var up = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
@@ -92,6 +101,18 @@ internal sealed class Downstream : IAsyncDisposable
                 var recorder = recorders.GetOrAdd(path[9..], _ => new Recorder(clock));
                 context.Response.ContentType = "application/json";
                 await context.Response.WriteAsync(recorder.ToJson(withTimes));
+                return;
+            }
+
+            if (path.StartsWith("/__up/", StringComparison.Ordinal))
+            {
+                up[path[6..]] = true;
+                context.Response.StatusCode = 204;
+                return;
+            }
+            if (path.StartsWith("/down-until-up/", StringComparison.Ordinal))
+            {
+                context.Response.StatusCode = up.ContainsKey(path[15..]) ? 200 : 503;
                 return;
             }
 

@@ -11,9 +11,11 @@ namespace Dispatcher.Bench;
 /// and one destination answering 503 to every call (MaxConcurrency 16, breaker at the defaults but a 5-s break,
 /// retries that never run out), a preloaded backlog for it, watched in 10-s windows: how many requests a second the
 /// worker sends back (held back or parked: each a receive, an outbox row and a publish), how many calls it makes,
-/// and the CPU of the whole box (worker, PostgreSQL, RabbitMQ). Not one of the issue's targets: the breaker's returns
+/// and the CPU of the whole box (worker, PostgreSQL, RabbitMQ). Then the destination recovers (answers 200), and the
+/// scenario times how long the whole backlog takes to succeed. Not one of the issue's targets: the breaker's returns
 /// are spread over as long as the destination has been down (docs/design.md), so the churn should fall as the outage
-/// lasts, where a fixed line would keep the backlog going round once a break and a line.
+/// lasts, where a fixed line would keep the backlog going round once a break and a line; and once the breaker closes
+/// the backlog is brought forward at the destination's pace.
 /// </summary>
 internal static class OutageScenario
 {
@@ -28,7 +30,10 @@ internal static class OutageScenario
         var down = Harness.NewName('d');
         var postgres = await env.CreateDatabaseAsync();
         Console.Error.WriteLine($"outage: preloading {count:N0} requests for a destination answering 503...");
-        await Harness.PreloadAsync(env, queue, Enumerable.Range(0, count).Select(_ => Harness.Request(down, "/status/503")).ToList());
+        await Harness.PreloadAsync(env, queue, Enumerable.Range(0, count).Select(_ => Harness.Request(down, $"/down-until-up/{down}")).ToList());
+        var succeeded = DispatcherMetrics.Dispatches.WithLabels(down, nameof(DispatchOutcome.Succeeded), "");
+        Progress? drained = null;
+        double closedAfter = double.NaN;
 
         var windows = new List<(double Seconds, double Breaker, double Cap, double Calls, double Retries, double CpuPercent, string CpuSplit, long OutboxPending)>();
         await using (var worker = await InProcessWorker.StartAsync(env, postgres, queue, WorkerConcurrency,
@@ -57,6 +62,17 @@ internal static class OutageScenario
                     await PendingAsync(postgres)));
                 last = now;
             }
+
+            Console.Error.WriteLine("outage: the destination recovers...");
+            await env.Downstream.BringUpAsync(down);
+            var recovered = Stopwatch.GetTimestamp();
+            var circuit = DispatcherMetrics.CircuitState.WithLabels(down);
+            drained = await Progress.WaitAsync(() =>
+            {
+                if (double.IsNaN(closedAfter) && circuit.Value == 0)
+                    closedAfter = Stopwatch.GetElapsedTime(recovered).TotalSeconds;
+                return succeeded.Value;
+            }, count, TimeSpan.FromSeconds(150));
             await worker.StopAsync();
         }
         await Harness.DeleteQueuesAsync(env, queue);
@@ -69,6 +85,14 @@ internal static class OutageScenario
         foreach (var w in windows)
             Console.WriteLine($"| {w.Seconds:0} | {w.Breaker:N0} | {w.Cap:N0} | {w.Calls:N1} | {w.Retries:N1} | {w.CpuPercent:0} % | {w.CpuSplit} | {w.OutboxPending:N0} |");
         Console.WriteLine();
+        if (drained is not null)
+        {
+            Console.WriteLine($"Recovery: the breaker closed {closedAfter:0.0} s after the destination did; {drained.Final:N0} of {count:N0} requests " +
+                $"had succeeded {drained.Elapsed.TotalSeconds:0.0} s after it ({(drained.Reached ? "all" : "stopped at the limit")}; half by {drained.SecondsTo(0.5):0.0} s, " +
+                $"90 % by {drained.SecondsTo(0.9):0.0} s). Without bringing the backlog forward, what was sent back last would come back up to " +
+                $"{DestinationPolicy.MaxOutageSpread.TotalSeconds:0} s later.");
+            Console.WriteLine();
+        }
         if (windows.Count >= 3)
         {
             var early = windows[1];
