@@ -139,8 +139,7 @@ internal sealed class DispatchProcessor(
     /// </summary>
     private async Task ParkAsync(DispatchAttemptContext attempt, TimeSpan delay, string reason, CancellationToken cancellationToken)
     {
-        // Spread the returns so that parked requests do not all come back in the same instant.
-        var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
+        var at = SendBackAt(delay);
         if (await RescheduleAsync(attempt, outcome: null, at, cancellationToken, heldFor: reason))
         {
             attempt.Destination.Metrics.Parked(reason).Inc();
@@ -151,12 +150,15 @@ internal sealed class DispatchProcessor(
     private async Task HoldBackAsync(
         IncomingDispatch incoming, Destination destination, string requestJson, TimeSpan delay, string reason, CancellationToken cancellationToken)
     {
-        var at = time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
+        var at = SendBackAt(delay);
         var entry = new OutboxEntry(incoming.MessageId ?? Guid.NewGuid(), OutboxKinds.Request, requestJson, at, incoming.TraceParent, HeldFor: reason);
         await durably.RunAsync(() => writer.HoldBackAsync(entry), cancellationToken);
         destination.Metrics.Parked(reason).Inc();
         Log.Parked(logger, incoming.Request.RequestId, destination.Name, reason, at);
     }
+
+    // Spread the returns so that requests sent back together do not all come back in the same instant.
+    private DateTimeOffset SendBackAt(TimeSpan delay) => time.GetUtcNow() + delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250));
 
     private Task DecideAsync(DispatchAttemptContext attempt, AttemptOutcome outcome, CancellationToken cancellationToken)
     {

@@ -385,19 +385,19 @@ internal sealed class DestinationPolicy
 
     /// <summary>
     /// Once: true when the breaker has closed after a failing spell long enough to spread its returns (how long,
-    /// in <paramref name="outage"/>). What it sent back is due over up to that long (at most
+    /// in <paramref name="outage"/>), and is closed still. What it sent back is due over up to that long (at most
     /// <see cref="MaxOutageSpread"/>); the worker brings it forward (WorkerHeartbeatService), and gives it back with
-    /// <see cref="NoteRecovery"/> when that failed.
+    /// <see cref="NoteRecovery"/> when that failed. While the breaker has opened again (a new spell: a failing spell
+    /// is what every opening starts and only a close ends), the recovery waits for its close.
     /// </summary>
     public bool TakeRecovery(out TimeSpan outage)
     {
+        outage = TimeSpan.Zero;
+        if (Volatile.Read(ref _failingSinceTicks) != 0)
+            return false;
         outage = TimeSpan.FromTicks(Interlocked.Exchange(ref _recoveredAfterTicks, 0));
         return outage > TimeSpan.Zero;
     }
-
-    /// <summary>Closed: neither open, nor probing, nor in a failing spell.</summary>
-    public bool IsClosed =>
-        Volatile.Read(ref _failingSinceTicks) == 0 && Volatile.Read(ref _openUntilTicks) == 0 && Volatile.Read(ref _probingUntilTicks) == 0;
 
     /// <summary>Gives back a recovery taken with <see cref="TakeRecovery"/> whose backlog could not be brought forward.</summary>
     public void NoteRecovery(TimeSpan outage) =>

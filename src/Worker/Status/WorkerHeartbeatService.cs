@@ -91,11 +91,6 @@ internal sealed class WorkerHeartbeatService(
         {
             if (!d.Policy.TakeRecovery(out var outage))
                 continue;
-            if (!d.Policy.IsClosed)
-            {
-                d.Policy.NoteRecovery(outage); // failing again: once it closes
-                continue;
-            }
             try
             {
                 var now = time.GetUtcNow();
